@@ -1,0 +1,83 @@
+package caddymodule
+
+import (
+	"net"
+	"net/http"
+
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+)
+
+// Audit events, on the logger http.handlers.oidc_auth.audit.
+const (
+	evLogin                  = "login"
+	evLoginFailed            = "login_failed"
+	evLogout                 = "logout"
+	evImpersonationStarted   = "impersonation_started"
+	evImpersonationDenied    = "impersonation_denied"
+	evImpersonationConfirmed = "impersonation_confirmed"
+	evImpersonationEnded     = "impersonation_ended"
+	evUnsolicitedBounced     = "unsolicited_bounced"
+	evSessionRejected        = "session_rejected"
+)
+
+// auditEntry is who an audit event is about. Tokens, codes, cookies and secrets have no field here.
+type auditEntry struct {
+	SessionID         string
+	Subject           string
+	Email             string
+	ImpersonatorID    string
+	ImpersonatorEmail string
+	Reason            string
+}
+
+func entryFor(s *Session) auditEntry {
+	return auditEntry{SessionID: s.ID, Subject: s.Subject, Email: s.Email,
+		ImpersonatorID: s.ImpersonatorID, ImpersonatorEmail: s.ImpersonatorEmail}
+}
+
+func entryForIdentity(id *identity) auditEntry {
+	e := auditEntry{Subject: id.subject, Email: id.email}
+	if id.imp != nil {
+		e.ImpersonatorID, e.ImpersonatorEmail = id.imp.ID, id.imp.Email
+	}
+	return e
+}
+
+// event writes one audit event. The time is the logger's own timestamp.
+func (h *Handler) event(name string, r *http.Request, e auditEntry) {
+	ce := h.audit.Check(zapcore.InfoLevel, name)
+	if ce == nil {
+		return
+	}
+	fields := []zap.Field{
+		zap.String("event", name),
+		zap.String("session_id", e.SessionID),
+		zap.String("subject", e.Subject),
+		zap.String("email", e.Email),
+		zap.String("client_ip", clientIP(r)),
+		zap.String("user_agent", r.UserAgent()),
+		zap.String("host", r.Host),
+	}
+	if e.ImpersonatorID != "" || e.ImpersonatorEmail != "" {
+		fields = append(fields, zap.String("impersonator", e.ImpersonatorID),
+			zap.String("impersonator_email", e.ImpersonatorEmail))
+	}
+	if e.Reason != "" {
+		fields = append(fields, zap.String("reason", e.Reason))
+	}
+	ce.Write(fields...)
+}
+
+// clientIP is the client address Caddy determined (honouring trusted_proxies), else the peer.
+func clientIP(r *http.Request) string {
+	if ip, ok := caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string); ok && ip != "" {
+		return ip
+	}
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}

@@ -1,0 +1,165 @@
+package caddymodule
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"time"
+
+	"go.uber.org/zap"
+	"golang.org/x/oauth2"
+)
+
+const (
+	purposeSession = "session"
+	purposeStash   = "stash"
+	// refreshMargin: tokens are renewed this long before they expire.
+	refreshMargin = time.Minute
+	// refreshLockTTL bounds how long one refresh may hold a session's lock.
+	refreshLockTTL = 30 * time.Second
+)
+
+// openSession reads the session cookie; nil when there is none or it does not open.
+func (h *Handler) openSession(r *http.Request) *Session {
+	s, _ := h.readSealedSession(r, h.jar.base, purposeSession)
+	return s
+}
+
+// readSealedSession opens a session stored under name. rejected carries the reason when a
+// cookie was present but is not a valid session (tampered, expired, malformed).
+func (h *Handler) readSealedSession(r *http.Request, name, purpose string) (s *Session, rejected string) {
+	v, ok := readChunked(r, name)
+	if !ok {
+		return nil, ""
+	}
+	now := h.now()
+	plain, err := h.sealer.open(purpose, v, now)
+	if err != nil {
+		if errors.Is(err, errSealExpired) {
+			return nil, "expired"
+		}
+		return nil, "does not open"
+	}
+	s = new(Session)
+	if err := s.unmarshal(plain); err != nil {
+		return nil, "malformed"
+	}
+	if !now.Before(s.Expires) {
+		return nil, "expired"
+	}
+	if idle := time.Duration(h.SessionIdle); idle > 0 && purpose == purposeSession && now.Sub(s.LastSeen) > idle {
+		return nil, "idle"
+	}
+	return s, ""
+}
+
+// currentSession returns the request's valid session, renewing it as needed (idle clock,
+// tokens). A cookie that is present but invalid is cleared and audited as session_rejected.
+func (h *Handler) currentSession(w http.ResponseWriter, r *http.Request) *Session {
+	s, rejected := h.readSealedSession(r, h.jar.base, purposeSession)
+	if rejected != "" {
+		h.jar.clearChunked(w, r, h.jar.base)
+		h.event(evSessionRejected, r, auditEntry{Reason: rejected})
+		return nil
+	}
+	if s == nil {
+		return nil
+	}
+	now := h.now()
+	dirty := false
+	if h.needsRefresh(s, now) {
+		switch err := h.refresh(r, s); {
+		case err == nil:
+			dirty = true
+		case errors.Is(err, errRefreshRefused):
+			h.jar.clearChunked(w, r, h.jar.base)
+			e := entryFor(s)
+			e.Reason = "refresh refused by the provider"
+			h.event(evSessionRejected, r, e)
+			return nil
+		case !now.Before(s.TokenExpiry) && h.headers.accessToken != "":
+			// The token it would forward has expired and could not be renewed: end the session
+			// rather than send a dead credential.
+			h.jar.clearChunked(w, r, h.jar.base)
+			return nil
+		}
+	}
+	if idle := time.Duration(h.SessionIdle); idle > 0 && now.Sub(s.LastSeen) > idle/8 {
+		s.LastSeen = now
+		dirty = true
+	}
+	if dirty {
+		h.writeSession(w, r, s)
+	}
+	return s
+}
+
+// writeSession seals s into the session cookie(s), valid until s.Expires.
+func (h *Handler) writeSession(w http.ResponseWriter, r *http.Request, s *Session) {
+	h.jar.setChunked(w, r, h.jar.base, h.sealer.seal(purposeSession, s.marshal(), s.Expires), s.Expires)
+}
+
+func (h *Handler) needsRefresh(s *Session, now time.Time) bool {
+	return h.Refresh && !s.Impersonated && s.RefreshToken != "" && !s.TokenExpiry.IsZero() &&
+		now.Add(refreshMargin).After(s.TokenExpiry)
+}
+
+var errRefreshRefused = errors.New("refresh token refused")
+
+// refresh renews the session's tokens with its refresh token. One refresh per session runs at
+// a time; a request that finds one under way goes on with the tokens it has.
+func (h *Handler) refresh(r *http.Request, s *Session) error {
+	ctx, cancel := context.WithTimeout(r.Context(), providerTimeout)
+	defer cancel()
+	unlock, ok, err := h.store.TryLock(ctx, "refresh\x00"+s.ID, refreshLockTTL)
+	if err != nil || !ok {
+		return errors.New("refresh under way elsewhere")
+	}
+	defer unlock()
+	d, err := h.provider.get()
+	if err != nil {
+		return err
+	}
+	src := h.oauth2Config(d, r).TokenSource(h.provider.clientContext(ctx), &oauth2.Token{
+		RefreshToken: s.RefreshToken,
+		Expiry:       time.Unix(1, 0), // force the renewal
+	})
+	tok, err := src.Token()
+	if err != nil {
+		var re *oauth2.RetrieveError
+		if errors.As(err, &re) && re.Response != nil && re.Response.StatusCode < 500 {
+			return errRefreshRefused
+		}
+		h.logger.Warn("refreshing tokens", zap.String("session_id", s.ID), zap.Error(err))
+		return err
+	}
+	if raw, ok := tok.Extra("id_token").(string); ok && raw != "" {
+		idt, err := d.idVerifier.Verify(ctx, raw)
+		if err != nil || idt.Subject != s.Subject {
+			return errRefreshRefused
+		}
+		if s.IDToken != "" {
+			s.IDToken = raw
+		}
+	}
+	s.AccessToken = tok.AccessToken
+	if tok.RefreshToken != "" {
+		s.RefreshToken = tok.RefreshToken
+	}
+	s.TokenExpiry = tok.Expiry
+	if s.TokenAudience != "" && !h.verifiesForAudience(ctx, d, tok.AccessToken) {
+		s.TokenAudience = ""
+	}
+	return nil
+}
+
+// verifiesForAudience reports whether the access token is a JWT, signed by the provider, for
+// the configured audience. Anything else (opaque, or Auth0's userinfo-only impersonation
+// token) is userinfo-only.
+func (h *Handler) verifiesForAudience(ctx context.Context, d *discovered, accessToken string) bool {
+	if d.atVerifier == nil || accessToken == "" {
+		return false
+	}
+	_, err := d.atVerifier.Verify(ctx, accessToken)
+	return err == nil
+}

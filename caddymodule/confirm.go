@@ -1,0 +1,229 @@
+package caddymodule
+
+import (
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"encoding/binary"
+	"net/http"
+	"strings"
+	"time"
+)
+
+const (
+	purposeConfirm = "confirm"
+	// confirmTTL is how long the confirmation page may wait for its answer.
+	confirmTTL = 5 * time.Minute
+	// signedStateTTL is how long a minted impersonation state may wait to be used.
+	signedStateTTL = 10 * time.Minute
+	maxConfirmBody = 4 << 10
+)
+
+// askConfirmation parks the impersonated session in a short-lived sealed cookie, bound to a
+// one-time token, and shows the page that asks the person to confirm.
+func (h *Handler) askConfirmation(w http.ResponseWriter, r *http.Request, s *Session) {
+	token := randomToken(24)
+	payload := appendString(nil, token)
+	payload = append(payload, s.marshal()...)
+	exp := h.now().Add(confirmTTL)
+	// Strict: only a request from this site's own page can carry it to the confirm endpoint.
+	h.jar.set(w, h.jar.confirmName(), h.sealer.seal(purposeConfirm, payload, exp), exp, http.SameSiteStrictMode)
+	h.writePage(w, http.StatusOK, "confirm.html", pageData{
+		Title:        "Confirm impersonation",
+		Host:         r.Host,
+		Target:       firstNonEmpty(s.Email, s.PreferredUsername, s.Subject),
+		Impersonator: firstNonEmpty(s.ImpersonatorEmail, s.ImpersonatorID),
+		Token:        token,
+		Action:       h.prefix + "confirm",
+	})
+}
+
+// serveConfirm takes the answer of the confirmation page: a POST with the one-time token.
+func (h *Handler) serveConfirm(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost {
+		h.writeError(w, r, errMethod)
+		return
+	}
+	refuse := func(reason string) {
+		h.event(evImpersonationDenied, r, auditEntry{Reason: reason})
+		h.writeError(w, r, errConfirmation)
+	}
+	if !sameOrigin(r) {
+		refuse("confirmation posted from another origin")
+		return
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, maxConfirmBody)
+	if err := r.ParseForm(); err != nil {
+		refuse("confirmation form does not parse")
+		return
+	}
+	v, ok := cookieValue(r, h.jar.confirmName())
+	if !ok {
+		refuse("confirmation cookie missing")
+		return
+	}
+	h.jar.clear(w, h.jar.confirmName())
+	plain, err := h.sealer.open(purposeConfirm, v, h.now())
+	if err != nil {
+		refuse("confirmation cookie expired or invalid")
+		return
+	}
+	d := decoder{s: string(plain)}
+	token := d.string()
+	s := new(Session)
+	if d.err || s.unmarshal([]byte(d.s)) != nil {
+		refuse("confirmation cookie malformed")
+		return
+	}
+	if subtle.ConstantTimeCompare([]byte(r.PostForm.Get("token")), []byte(token)) != 1 {
+		refuse("confirmation token does not match")
+		return
+	}
+	if ok, _ := h.store.Claim(r.Context(), "confirm\x00"+tokenHash(token), h.now().Add(confirmTTL)); !ok {
+		refuse("confirmation token already used")
+		return
+	}
+	if r.PostForm.Get("decision") != "continue" {
+		e := entryFor(s)
+		e.Reason = "cancelled at the confirmation page"
+		h.event(evImpersonationDenied, r, e)
+		h.writePage(w, http.StatusOK, "error.html", pageData{Title: "Impersonation cancelled",
+			Message: "Nothing was signed in. You can close this page."})
+		return
+	}
+	h.event(evImpersonationConfirmed, r, entryFor(s))
+	h.issueSession(w, r, s, h.imp.landing)
+}
+
+var errConfirmation = &pageError{http.StatusBadRequest, "confirmation_failed", "Impersonation not confirmed",
+	"This confirmation is no longer valid: it was already used, it expired, or it came from elsewhere.", ""}
+
+// stashOwnSession keeps the browser's current session aside when it belongs to the
+// impersonator, so ending the impersonation gives it back.
+func (h *Handler) stashOwnSession(w http.ResponseWriter, r *http.Request, imp *Session) {
+	cur := h.openSession(r)
+	if cur == nil || cur.Impersonated ||
+		!(cur.Subject == imp.ImpersonatorID || (imp.ImpersonatorEmail != "" && strings.EqualFold(cur.Email, imp.ImpersonatorEmail))) {
+		h.jar.clearChunked(w, r, h.jar.stashName())
+		return
+	}
+	h.jar.setChunked(w, r, h.jar.stashName(), h.sealer.seal(purposeStash, cur.marshal(), cur.Expires), cur.Expires)
+}
+
+// serveImpersonationEnd ends an impersonated session and restores the stashed one, if any.
+func (h *Handler) serveImpersonationEnd(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost {
+		h.writeError(w, r, errMethod)
+		return
+	}
+	if !sameOrigin(r) {
+		h.writeError(w, r, errForbiddenOrigin)
+		return
+	}
+	rd := safeReturnTo(r.URL.Query().Get("rd"), "/")
+	s := h.openSession(r)
+	if s == nil || !s.Impersonated {
+		http.Redirect(w, r, rd, http.StatusSeeOther)
+		return
+	}
+	h.event(evImpersonationEnded, r, entryFor(s))
+	h.jar.clearChunked(w, r, h.jar.base)
+	if own, _ := h.readSealedSession(r, h.jar.stashName(), purposeStash); own != nil {
+		own.LastSeen = h.now()
+		h.writeSession(w, r, own)
+	}
+	h.jar.clearChunked(w, r, h.jar.stashName())
+	http.Redirect(w, r, rd, http.StatusSeeOther)
+}
+
+var errForbiddenOrigin = &pageError{http.StatusForbidden, "cross_origin", "Not allowed",
+	"This request came from another site.", ""}
+
+// sameOrigin refuses requests that a browser marks as coming from another origin.
+func sameOrigin(r *http.Request) bool {
+	if site := r.Header.Get("Sec-Fetch-Site"); site != "" && site != "same-origin" && site != "none" {
+		return false
+	}
+	if o := r.Header.Get("Origin"); o != "" && o != "null" {
+		scheme := "https://"
+		if r.TLS == nil {
+			scheme = "http://"
+		}
+		return o == scheme+r.Host
+	}
+	return true
+}
+
+// A signed impersonation state binds the administrator who minted it:
+//
+//	"i." base64url( issued (8) | random (12) | sha256(minter sub)[:8] | HMAC(key, first 28)[:16] )
+const signedStateRaw = 8 + 12 + 8 + 16
+
+type signedStateInfo struct {
+	issued time.Time
+	minter []byte
+}
+
+// serveMintState gives a signed-in, allowed impersonator a single-use state to paste into the
+// provider's impersonation form.
+func (h *Handler) serveMintState(w http.ResponseWriter, r *http.Request) {
+	s := h.currentSession(w, r)
+	if s == nil {
+		h.writeError(w, r, errUnauthenticated)
+		return
+	}
+	if s.Impersonated || (len(h.imp.impersonators) > 0 && !h.imp.isImpersonator(s.Subject, s.Email)) {
+		h.writeError(w, r, errDenied)
+		return
+	}
+	now := h.now()
+	var raw [signedStateRaw]byte
+	binary.BigEndian.PutUint64(raw[:8], uint64(now.Unix()))
+	_, _ = rand.Read(raw[8:20])
+	minter := sha256.Sum256([]byte(s.Subject))
+	copy(raw[20:28], minter[:8])
+	copy(raw[28:], h.signedStateMAC(raw[:28]))
+	writeJSON(w, http.StatusOK, map[string]any{
+		"state":      "i." + base64.RawURLEncoding.EncodeToString(raw[:]),
+		"expires_at": now.Add(signedStateTTL).Unix(),
+	})
+}
+
+func (h *Handler) signedStateMAC(b []byte) []byte {
+	m := hmac.New(sha256.New, h.signedKey)
+	m.Write(b)
+	return m.Sum(nil)[:16]
+}
+
+func (h *Handler) parseSignedState(state string) (signedStateInfo, bool) {
+	enc, ok := strings.CutPrefix(state, "i.")
+	if !ok || len(enc) > 64 {
+		return signedStateInfo{}, false
+	}
+	raw, err := base64.RawURLEncoding.DecodeString(enc)
+	if err != nil || len(raw) != signedStateRaw || !hmac.Equal(h.signedStateMAC(raw[:28]), raw[28:]) {
+		return signedStateInfo{}, false
+	}
+	return signedStateInfo{issued: time.Unix(int64(binary.BigEndian.Uint64(raw[:8])), 0), minter: raw[20:28]}, true
+}
+
+// signedStateMatches: the state was minted by the impersonator the provider names.
+func (h *Handler) signedStateMatches(state string, imp *impersonator) bool {
+	info, ok := h.parseSignedState(state)
+	if !ok || imp == nil {
+		return false
+	}
+	sum := sha256.Sum256([]byte(imp.ID))
+	return subtle.ConstantTimeCompare(sum[:8], info.minter) == 1
+}
+
+func firstNonEmpty(vs ...string) string {
+	for _, v := range vs {
+		if v != "" {
+			return v
+		}
+	}
+	return ""
+}

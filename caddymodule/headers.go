@@ -1,0 +1,245 @@
+package caddymodule
+
+import (
+	"net/http"
+	"slices"
+	"strings"
+
+	"github.com/caddyserver/caddy/v2"
+)
+
+// HeadersConfig names the headers the upstream receives. Each field takes a header name, or
+// "off" to send none.
+type HeadersConfig struct {
+	// The subject (sub). Default: X-Forwarded-User.
+	User string `json:"user,omitempty"`
+	// The email. Default: X-Forwarded-Email.
+	Email string `json:"email,omitempty"`
+	// The preferred_username (or nickname). Default: X-Forwarded-Preferred-Username.
+	PreferredUsername string `json:"preferred_username,omitempty"`
+	// The groups, joined with ",". Default: X-Forwarded-Groups.
+	Groups string `json:"groups,omitempty"`
+	// "true" or "false". Default: X-Forwarded-Impersonated.
+	Impersonated string `json:"impersonated,omitempty"`
+	// The impersonator's ID, on impersonated sessions. Default: X-Forwarded-Impersonator.
+	Impersonator string `json:"impersonator,omitempty"`
+	// The impersonator's email, on impersonated sessions. Default: X-Forwarded-Impersonator-Email.
+	ImpersonatorEmail string `json:"impersonator_email,omitempty"`
+	// The access token, only when it verified for the configured audience (never a
+	// userinfo-only token); "Bearer " is prefixed when the header is Authorization.
+	// Default: off.
+	AccessToken string `json:"access_token,omitempty"`
+	// The raw ID token. Default: off.
+	IDToken string `json:"id_token,omitempty"`
+	// Further claims, by name or dotted path, each to its own header. Default: none.
+	Claims []HeaderClaim `json:"claims,omitempty"`
+}
+
+// HeaderClaim sends one claim upstream in a header.
+type HeaderClaim struct {
+	// The claim's name or dotted path.
+	Claim string `json:"claim"`
+	// The header's name.
+	Header string `json:"header"`
+}
+
+// Header names used when the configuration names none.
+var defaultHeaders = HeadersConfig{
+	User:              "X-Forwarded-User",
+	Email:             "X-Forwarded-Email",
+	PreferredUsername: "X-Forwarded-Preferred-Username",
+	Groups:            "X-Forwarded-Groups",
+	Impersonated:      "X-Forwarded-Impersonated",
+	Impersonator:      "X-Forwarded-Impersonator",
+	ImpersonatorEmail: "X-Forwarded-Impersonator-Email",
+}
+
+// headerPlan is HeadersConfig resolved once at provision: canonical names, "" for off, and
+// every name the module manages (stripped from every incoming request).
+type headerPlan struct {
+	user, email, username, groups, impersonated, impersonator, impersonatorEmail string
+	accessToken, idToken                                                         string
+	bearer                                                                       bool
+	claims                                                                       []HeaderClaim
+	managed                                                                      []string
+}
+
+func newHeaderPlan(c *HeadersConfig) headerPlan {
+	p := headerPlan{
+		user:              pick(c.User, defaultHeaders.User),
+		email:             pick(c.Email, defaultHeaders.Email),
+		username:          pick(c.PreferredUsername, defaultHeaders.PreferredUsername),
+		groups:            pick(c.Groups, defaultHeaders.Groups),
+		impersonated:      pick(c.Impersonated, defaultHeaders.Impersonated),
+		impersonator:      pick(c.Impersonator, defaultHeaders.Impersonator),
+		impersonatorEmail: pick(c.ImpersonatorEmail, defaultHeaders.ImpersonatorEmail),
+		accessToken:       pick(c.AccessToken, ""),
+		idToken:           pick(c.IDToken, ""),
+	}
+	p.bearer = strings.EqualFold(p.accessToken, "Authorization")
+	for _, hc := range c.Claims {
+		p.claims = append(p.claims, HeaderClaim{Claim: hc.Claim, Header: http.CanonicalHeaderKey(hc.Header)})
+	}
+	// The default names are stripped even when renamed or off: an application may still trust them.
+	names := []string{p.user, p.email, p.username, p.groups, p.impersonated, p.impersonator,
+		p.impersonatorEmail, p.accessToken, p.idToken,
+		defaultHeaders.User, defaultHeaders.Email, defaultHeaders.PreferredUsername, defaultHeaders.Groups,
+		defaultHeaders.Impersonated, defaultHeaders.Impersonator, defaultHeaders.ImpersonatorEmail}
+	for _, hc := range p.claims {
+		names = append(names, hc.Header)
+	}
+	for _, n := range names {
+		if n != "" && !containsHeaderName(p.managed, n) {
+			p.managed = append(p.managed, n)
+		}
+	}
+	return p
+}
+
+func pick(configured, def string) string {
+	switch configured {
+	case "":
+		return http.CanonicalHeaderKey(def)
+	case "off":
+		return ""
+	}
+	return http.CanonicalHeaderKey(configured)
+}
+
+// sameHeaderName compares header names as the upstream may: case-insensitively, with '_'
+// equal to '-' (CGI, PHP and many frameworks turn both into the same variable).
+func sameHeaderName(a, b string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := 0; i < len(a); i++ {
+		x, y := a[i], b[i]
+		if x == '_' {
+			x = '-'
+		}
+		if y == '_' {
+			y = '-'
+		}
+		if 'A' <= x && x <= 'Z' {
+			x += 'a' - 'A'
+		}
+		if 'A' <= y && y <= 'Z' {
+			y += 'a' - 'A'
+		}
+		if x != y {
+			return false
+		}
+	}
+	return true
+}
+
+func containsHeaderName(names []string, n string) bool {
+	for _, m := range names {
+		if sameHeaderName(m, n) {
+			return true
+		}
+	}
+	return false
+}
+
+// strip removes every managed header, in any spelling, from an incoming request.
+func (p *headerPlan) strip(h http.Header) {
+	for k := range h {
+		if containsHeaderName(p.managed, k) {
+			delete(h, k)
+		}
+	}
+}
+
+// set writes the session's identity into the request headers. The values share one backing
+// array, so the headers cost one allocation, not one each.
+func (p *headerPlan) set(h http.Header, s *Session) {
+	vals := make([]string, 0, 10+len(p.claims))
+	put := func(name, v string) {
+		if name == "" || v == "" {
+			return
+		}
+		vals = append(vals, v)
+		h[name] = vals[len(vals)-1 : len(vals) : len(vals)]
+	}
+	put(p.user, headerSafe(s.Subject))
+	put(p.email, headerSafe(s.Email))
+	put(p.username, headerSafe(s.PreferredUsername))
+	if p.groups != "" && len(s.Groups) > 0 {
+		put(p.groups, headerSafe(strings.Join(s.Groups, ",")))
+	}
+	if s.Impersonated {
+		put(p.impersonated, "true")
+		put(p.impersonator, headerSafe(s.ImpersonatorID))
+		put(p.impersonatorEmail, headerSafe(s.ImpersonatorEmail))
+	} else {
+		put(p.impersonated, "false")
+	}
+	if p.accessToken != "" && s.TokenAudience != "" && !s.Impersonated && s.AccessToken != "" {
+		if p.bearer {
+			put(p.accessToken, "Bearer "+s.AccessToken)
+		} else {
+			put(p.accessToken, s.AccessToken)
+		}
+	}
+	put(p.idToken, s.IDToken)
+	for _, hc := range p.claims {
+		if v, ok := s.ClaimValue(hc.Claim); ok {
+			put(hc.Header, v)
+		}
+	}
+}
+
+// keptClaims lists the claims a session keeps: those the headers name and those asked for.
+func keptClaims(p headerPlan, extra []string) []string {
+	var keep []string
+	for _, hc := range p.claims {
+		keep = append(keep, hc.Claim)
+	}
+	for _, c := range extra {
+		if !slices.Contains(keep, c) {
+			keep = append(keep, c)
+		}
+	}
+	return keep
+}
+
+// placeholders publishes the session as {http.auth.user.*}. Values are computed only when a
+// placeholder is read, so an unused one costs nothing.
+func (h *Handler) placeholders(repl *caddy.Replacer, s *Session) {
+	const prefix = "http.auth.user."
+	repl.Map(func(key string) (any, bool) {
+		if !strings.HasPrefix(key, prefix) {
+			return nil, false
+		}
+		switch key[len(prefix):] {
+		case "id":
+			return s.Subject, true
+		case "email":
+			return s.Email, true
+		case "name":
+			return s.Name, true
+		case "preferred_username":
+			return s.PreferredUsername, true
+		case "groups":
+			return strings.Join(s.Groups, ","), true
+		case "impersonated":
+			if s.Impersonated {
+				return "true", true
+			}
+			return "false", true
+		case "impersonator.id":
+			return s.ImpersonatorID, true
+		case "impersonator.email":
+			return s.ImpersonatorEmail, true
+		case "session_id":
+			return s.ID, true
+		case "token_audience":
+			return tokenAudience(s), true
+		}
+		if name, ok := strings.CutPrefix(key, prefix+"claims."); ok {
+			return s.ClaimValue(name)
+		}
+		return nil, false
+	})
+}

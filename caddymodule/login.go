@@ -1,0 +1,227 @@
+package caddymodule
+
+import (
+	"crypto/hkdf"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"encoding/binary"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+
+	"golang.org/x/oauth2"
+)
+
+const (
+	// attemptTTL is how long a login attempt may take at the provider.
+	attemptTTL = 10 * time.Minute
+	// maxAttempts bounds the attempt cookies a browser carries; the oldest is dropped.
+	maxAttempts = 4
+	// maxParamLen bounds any single callback parameter we look at.
+	maxParamLen = 16 << 10
+)
+
+// A state the module mints is self-authenticating, so the callback can tell its own states
+// from foreign ones even when the attempt's cookie is gone:
+//
+//	base64url( issued unix seconds (8) | random id (12) | HMAC-SHA256(state key, first 20)[:16] )
+//
+// The attempt cookie is named after the random id, so parallel tabs never clash.
+const (
+	stateRawLen = 8 + 12 + 16
+	stateLen    = (stateRawLen*8 + 5) / 6
+)
+
+type stateInfo struct {
+	issued time.Time
+	id     string // base64url of the random id: the attempt cookie's suffix
+}
+
+func (h *Handler) mintState(now time.Time) (string, stateInfo) {
+	var raw [stateRawLen]byte
+	binary.BigEndian.PutUint64(raw[:8], uint64(now.Unix()))
+	_, _ = rand.Read(raw[8:20])
+	mac := hmac.New(sha256.New, h.stateKey)
+	mac.Write(raw[:20])
+	copy(raw[20:], mac.Sum(nil))
+	return base64.RawURLEncoding.EncodeToString(raw[:]),
+		stateInfo{issued: now.Truncate(time.Second), id: base64.RawURLEncoding.EncodeToString(raw[8:20])}
+}
+
+// parseState reports whether state is one the module minted, and what it says.
+func (h *Handler) parseState(state string) (stateInfo, bool) {
+	if len(state) != stateLen {
+		return stateInfo{}, false
+	}
+	raw, err := base64.RawURLEncoding.DecodeString(state)
+	if err != nil || len(raw) != stateRawLen {
+		return stateInfo{}, false
+	}
+	mac := hmac.New(sha256.New, h.stateKey)
+	mac.Write(raw[:20])
+	if !hmac.Equal(mac.Sum(nil)[:16], raw[20:]) {
+		return stateInfo{}, false
+	}
+	return stateInfo{
+		issued: time.Unix(int64(binary.BigEndian.Uint64(raw[:8])), 0),
+		id:     base64.RawURLEncoding.EncodeToString(raw[8:20]),
+	}, true
+}
+
+// attempt is one login in progress, sealed in its own cookie.
+type attempt struct {
+	State    string
+	Nonce    string
+	Verifier string
+	ReturnTo string
+	Issued   time.Time
+}
+
+func (a *attempt) marshal() []byte {
+	var b []byte
+	for _, v := range []string{a.State, a.Nonce, a.Verifier, a.ReturnTo} {
+		b = appendString(b, v)
+	}
+	return binary.AppendVarint(b, a.Issued.Unix())
+}
+
+func (a *attempt) unmarshal(b []byte) bool {
+	d := decoder{s: string(b)}
+	for _, p := range []*string{&a.State, &a.Nonce, &a.Verifier, &a.ReturnTo} {
+		*p = d.string()
+	}
+	a.Issued = time.Unix(d.varint(), 0)
+	return !d.err && d.s == ""
+}
+
+const purposeAttempt = "attempt"
+
+// startLogin redirects the browser to the provider for a login that returns to returnTo.
+func (h *Handler) startLogin(w http.ResponseWriter, r *http.Request, returnTo string) {
+	d, err := h.provider.get()
+	if err != nil {
+		h.writeError(w, r, errUnreachable)
+		return
+	}
+	now := h.now()
+	state, info := h.mintState(now)
+	a := attempt{
+		State:    state,
+		Nonce:    randomToken(16),
+		Verifier: oauth2.GenerateVerifier(),
+		ReturnTo: returnTo,
+		Issued:   info.issued,
+	}
+	h.dropOldAttempts(w, r, now)
+	h.jar.set(w, h.jar.attemptPrefix()+info.id, h.sealer.seal(purposeAttempt, a.marshal(), now.Add(attemptTTL)),
+		now.Add(attemptTTL), h.attemptSameSite())
+
+	opts := []oauth2.AuthCodeOption{
+		oauth2.SetAuthURLParam("nonce", a.Nonce),
+		oauth2.S256ChallengeOption(a.Verifier),
+	}
+	if h.Audience != "" {
+		opts = append(opts, oauth2.SetAuthURLParam("audience", h.Audience))
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	http.Redirect(w, r, h.oauth2Config(d, r).AuthCodeURL(state, opts...), http.StatusFound)
+}
+
+// attemptSameSite: the provider sends the browser back with a cross-site navigation, which
+// carries Lax cookies but never Strict ones; None is kept when the site asked for it.
+func (h *Handler) attemptSameSite() http.SameSite {
+	if h.jar.sameSite == http.SameSiteNoneMode {
+		return http.SameSiteNoneMode
+	}
+	return http.SameSiteLaxMode
+}
+
+// dropOldAttempts keeps the number of attempt cookies below maxAttempts by clearing expired,
+// unreadable and then the oldest ones, so the Cookie header never grows without bound.
+func (h *Handler) dropOldAttempts(w http.ResponseWriter, r *http.Request, now time.Time) {
+	type live struct {
+		name   string
+		issued time.Time
+	}
+	var alive []live
+	for _, c := range cookiesWithPrefix(r, h.jar.attemptPrefix()) {
+		plain, err := h.sealer.open(purposeAttempt, c[1], now)
+		var a attempt
+		if err != nil || !a.unmarshal(plain) {
+			h.jar.clear(w, c[0])
+			continue
+		}
+		alive = append(alive, live{c[0], a.Issued})
+	}
+	slices.SortFunc(alive, func(a, b live) int { return a.issued.Compare(b.issued) })
+	for len(alive) >= h.stateLimit {
+		h.jar.clear(w, alive[0].name)
+		alive = alive[1:]
+	}
+}
+
+// takeAttempt finds, opens and clears the attempt cookie for state. It reports whether the
+// cookie was there at all, so a missing cookie can be told from a bad one.
+func (h *Handler) takeAttempt(w http.ResponseWriter, r *http.Request, state string, info stateInfo) (*attempt, bool) {
+	name := h.jar.attemptPrefix() + info.id
+	v, ok := cookieValue(r, name)
+	if !ok {
+		return nil, false
+	}
+	h.jar.clear(w, name)
+	plain, err := h.sealer.open(purposeAttempt, v, h.now())
+	var a attempt
+	if err != nil || !a.unmarshal(plain) || subtle.ConstantTimeCompare([]byte(a.State), []byte(state)) != 1 {
+		return nil, true
+	}
+	return &a, true
+}
+
+// safeReturnTo returns target when it is a path on this site, and fallback otherwise. It
+// refuses everything a browser could read as another origin: //host, /\host, schemes, control
+// characters, backslashes, and encodings of those.
+func safeReturnTo(target, fallback string) string {
+	if len(target) == 0 || len(target) > 2048 || target[0] != '/' {
+		return fallback
+	}
+	for i := 0; i < len(target); i++ {
+		if c := target[i]; c < 0x20 || c == 0x7f || c == '\\' {
+			return fallback
+		}
+	}
+	if strings.HasPrefix(target, "//") {
+		return fallback
+	}
+	u, err := url.Parse(target)
+	if err != nil || u.Scheme != "" || u.Host != "" || u.User != nil || u.Opaque != "" {
+		return fallback
+	}
+	// A path that decodes to //host or /\host is refused too: some servers and browsers decode
+	// before they resolve.
+	if dec, err := url.PathUnescape(u.EscapedPath()); err != nil || strings.HasPrefix(dec, "//") ||
+		strings.HasPrefix(dec, "/\\") || strings.ContainsAny(dec, "\\\r\n\t") {
+		return fallback
+	}
+	return target
+}
+
+// randomToken returns n random bytes, base64url-encoded.
+func randomToken(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+// deriveKey derives a purpose-bound key from a session secret.
+func deriveKey(secret, purpose string) []byte {
+	k, err := hkdf.Key(sha256.New, []byte(secret), nil, purpose, 32)
+	if err != nil {
+		panic("hkdf with a 32-byte output cannot fail: " + err.Error())
+	}
+	return k
+}

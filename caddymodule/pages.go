@@ -1,0 +1,146 @@
+package caddymodule
+
+import (
+	"go.uber.org/zap"
+
+	"bytes"
+	"embed"
+	"encoding/json"
+	"html/template"
+	"net/http"
+	"net/url"
+	"strings"
+)
+
+//go:embed templates/*.html
+var templateFS embed.FS
+
+var templates = template.Must(template.ParseFS(templateFS, "templates/*.html"))
+
+// pageError is a failure a person sees: a status, a clear sentence and, where it helps, a way
+// to start again. Detail is text from the provider (error_description), always escaped.
+type pageError struct {
+	Status  int
+	Code    string // for JSON answers
+	Title   string
+	Message string
+	Detail  string
+}
+
+func (e *pageError) Error() string { return e.Code }
+
+// withDetail returns a copy of e carrying detail (bounded, to keep pages small).
+func (e *pageError) withDetail(detail string) *pageError {
+	c := *e
+	if len(detail) > 300 {
+		detail = detail[:300] + "…"
+	}
+	c.Detail = detail
+	return &c
+}
+
+var (
+	errUnreachable = &pageError{http.StatusBadGateway, "provider_unreachable", "Sign-in is unavailable",
+		"The identity provider is unreachable right now. Please try again in a moment.", ""}
+	errProviderFailed = &pageError{http.StatusBadGateway, "provider_error", "Sign-in failed",
+		"The identity provider did not complete the sign-in.", ""}
+	errBadCallback = &pageError{http.StatusBadRequest, "bad_callback", "Sign-in could not be completed",
+		"The sign-in response was not valid.", ""}
+	errProviderRefused = &pageError{http.StatusBadRequest, "provider_refused", "Sign-in was refused",
+		"The identity provider answered with an error.", ""}
+	errStateMismatch = &pageError{http.StatusBadRequest, "state_mismatch", "Sign-in could not be completed",
+		"The sign-in response does not belong to a sign-in started in this browser.", ""}
+	errAttemptMissing = &pageError{http.StatusBadRequest, "attempt_missing", "Sign-in could not be completed",
+		"This browser no longer has the sign-in it started: cookies may be blocked, or the attempt expired.", ""}
+	errAttemptExpired = &pageError{http.StatusBadRequest, "attempt_expired", "Sign-in took too long",
+		"The sign-in attempt expired before it was completed.", ""}
+	errDenied = &pageError{http.StatusForbidden, "access_denied", "Access denied",
+		"You are signed in, but this site does not admit your account.", ""}
+	errImpersonationRefused = &pageError{http.StatusForbidden, "impersonation_refused", "Impersonation refused",
+		"This site does not accept this impersonated sign-in.", ""}
+	errUnauthenticated = &pageError{http.StatusUnauthorized, "unauthenticated", "Sign-in required",
+		"You need to sign in to use this site.", ""}
+	errMethod = &pageError{http.StatusMethodNotAllowed, "method_not_allowed", "Not allowed",
+		"This address does not accept that kind of request.", ""}
+	errNotFound = &pageError{http.StatusNotFound, "not_found", "Not found",
+		"There is nothing at this address.", ""}
+)
+
+type pageData struct {
+	Title, Message, Detail string
+	Retry                  string // URL of "sign in again"; empty = none
+	Nonce                  string
+	Action                 string
+	Host, Target           string
+	Impersonator, Token    string
+}
+
+// writeError answers with e: a small HTML page for browsers, JSON for everything else.
+func (h *Handler) writeError(w http.ResponseWriter, r *http.Request, e *pageError) {
+	if !wantsHTML(r) {
+		writeJSON(w, e.Status, map[string]string{"error": e.Code, "message": e.Message})
+		return
+	}
+	d := pageData{Title: e.Title, Message: e.Message, Detail: e.Detail}
+	if e.Status != http.StatusMethodNotAllowed && e.Status != http.StatusNotFound {
+		d.Retry = h.startURL("/")
+	}
+	h.writePage(w, e.Status, "error.html", d)
+}
+
+// startURL is the module's start endpoint returning to rd.
+func (h *Handler) startURL(rd string) string {
+	return h.prefix + "start?rd=" + url.QueryEscape(rd)
+}
+
+// writePage renders a page with headers that forbid framing, caching and any script or style
+// but the page's own.
+func (h *Handler) writePage(w http.ResponseWriter, status int, name string, d pageData) {
+	d.Nonce = randomToken(16)
+	var buf bytes.Buffer
+	if err := templates.ExecuteTemplate(&buf, name, d); err != nil {
+		h.logger.Error("rendering page", zap.Error(err))
+		http.Error(w, http.StatusText(http.StatusInternalServerError), http.StatusInternalServerError)
+		return
+	}
+	hd := w.Header()
+	hd.Set("Content-Type", "text/html; charset=utf-8")
+	hd.Set("Cache-Control", "no-store")
+	hd.Set("X-Frame-Options", "DENY")
+	hd.Set("X-Content-Type-Options", "nosniff")
+	hd.Set("Referrer-Policy", "no-referrer")
+	hd.Set("Content-Security-Policy", "default-src 'none'; script-src 'nonce-"+d.Nonce+"'; style-src 'nonce-"+
+		d.Nonce+"'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+	w.WriteHeader(status)
+	_, _ = w.Write(buf.Bytes())
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	hd := w.Header()
+	hd.Set("Content-Type", "application/json")
+	hd.Set("Cache-Control", "no-store")
+	hd.Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// wantsHTML: a request whose Accept names text/html gets pages; API clients get JSON.
+func wantsHTML(r *http.Request) bool {
+	return strings.Contains(r.Header.Get("Accept"), "text/html")
+}
+
+// isNavigation tells a browser's top-level navigation, which may be sent to the provider,
+// from an API call, which gets 401: GET or HEAD, Accept wants HTML, not X-Requested-With,
+// and Sec-Fetch-Mode navigate or absent.
+func isNavigation(r *http.Request) bool {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		return false
+	}
+	if r.Header.Get("X-Requested-With") != "" {
+		return false
+	}
+	if m := r.Header.Get("Sec-Fetch-Mode"); m != "" && m != "navigate" {
+		return false
+	}
+	return wantsHTML(r)
+}

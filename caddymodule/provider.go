@@ -1,0 +1,171 @@
+package caddymodule
+
+import (
+	"go.uber.org/zap"
+
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/coreos/go-oidc/v3/oidc"
+	"golang.org/x/oauth2"
+)
+
+// discoveryRetry is how long a failed discovery is remembered before the next request tries
+// again, so a provider that is down is not hammered by every request.
+const discoveryRetry = time.Second
+
+// providerTimeout bounds every call to the provider.
+const providerTimeout = 10 * time.Second
+
+var errProviderUnreachable = errors.New("identity provider unreachable")
+
+// provider discovers the OpenID provider lazily: Caddy starts while it is down, and requests
+// that need it get a 502 page until it answers.
+type provider struct {
+	h      *Handler
+	ctx    context.Context // Caddy's long-lived context, carrying the HTTP client
+	client *http.Client
+
+	cur atomic.Pointer[discovered]
+
+	mu       sync.Mutex // one discovery at a time
+	lastFail time.Time
+	lastErr  error
+}
+
+// discovered is what one successful discovery yields.
+type discovered struct {
+	p             *oidc.Provider
+	issuer        string
+	idVerifier    *oidc.IDTokenVerifier
+	atVerifier    *oidc.IDTokenVerifier // access tokens for the configured audience; nil without one
+	endpoint      oauth2.Endpoint
+	userinfoURL   string
+	endSessionURL string
+}
+
+func newProvider(ctx context.Context, h *Handler) *provider {
+	client := &http.Client{Timeout: providerTimeout}
+	return &provider{h: h, ctx: oidc.ClientContext(ctx, client), client: client}
+}
+
+// get returns the discovered provider, discovering it first when needed.
+func (p *provider) get() (*discovered, error) {
+	if d := p.cur.Load(); d != nil {
+		return d, nil
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if d := p.cur.Load(); d != nil {
+		return d, nil
+	}
+	now := p.h.now()
+	if p.lastErr != nil && now.Sub(p.lastFail) < discoveryRetry {
+		return nil, p.lastErr
+	}
+	d, err := p.discover()
+	if err != nil {
+		p.lastFail, p.lastErr = now, fmt.Errorf("%w: %v", errProviderUnreachable, err)
+		p.h.logger.Warn("provider discovery failed", zap.Error(err))
+		return nil, p.lastErr
+	}
+	p.lastErr = nil
+	p.cur.Store(d)
+	return d, nil
+}
+
+func (p *provider) discover() (*discovered, error) {
+	ctx, cancel := context.WithTimeout(p.ctx, providerTimeout)
+	defer cancel()
+	op, err := oidc.NewProvider(ctx, p.h.Issuer)
+	if err != nil {
+		return nil, err
+	}
+	var meta struct {
+		EndSession string `json:"end_session_endpoint"`
+	}
+	if err := op.Claims(&meta); err != nil {
+		return nil, fmt.Errorf("decoding discovery document: %w", err)
+	}
+	// The key set keeps the context it is made with: Caddy's long-lived one, never a request's.
+	d := &discovered{
+		p:             op,
+		issuer:        p.h.Issuer,
+		idVerifier:    op.VerifierContext(p.ctx, &oidc.Config{ClientID: p.h.ClientID, Now: p.h.now}),
+		endpoint:      op.Endpoint(),
+		userinfoURL:   op.UserInfoEndpoint(),
+		endSessionURL: meta.EndSession,
+	}
+	d.endpoint.AuthStyle = oauth2.AuthStyleInHeader
+	if p.h.Audience != "" {
+		d.atVerifier = op.VerifierContext(p.ctx, &oidc.Config{ClientID: p.h.Audience, Now: p.h.now})
+	}
+	return d, nil
+}
+
+// oauth2Config is the client configuration for a request: the redirect URI may be a path on
+// the request's own host.
+func (h *Handler) oauth2Config(d *discovered, r *http.Request) *oauth2.Config {
+	return &oauth2.Config{
+		ClientID:     h.ClientID,
+		ClientSecret: h.ClientSecret,
+		Endpoint:     d.endpoint,
+		RedirectURL:  h.redirectURL(r),
+		Scopes:       h.Scopes,
+	}
+}
+
+// redirectURL is the absolute redirect URI: as configured, or the configured path on the
+// request's scheme and host.
+func (h *Handler) redirectURL(r *http.Request) string {
+	if !strings.HasPrefix(h.RedirectURI, "/") {
+		return h.RedirectURI
+	}
+	scheme := "https"
+	if r.TLS == nil {
+		scheme = "http"
+	}
+	return scheme + "://" + r.Host + h.RedirectURI
+}
+
+// clientContext is a request's context carrying the module's HTTP client for oauth2 and go-oidc.
+func (p *provider) clientContext(ctx context.Context) context.Context {
+	return oidc.ClientContext(ctx, p.client)
+}
+
+// logoutURL is where the browser goes to end its session at the provider too, or "" when the
+// provider offers no logout: the standard end_session_endpoint, else Auth0's /v2/logout.
+func (h *Handler) logoutURL(d *discovered, returnTo, idTokenHint string) string {
+	if d.endSessionURL != "" {
+		u, err := url.Parse(d.endSessionURL)
+		if err != nil {
+			return ""
+		}
+		q := u.Query()
+		q.Set("client_id", h.ClientID)
+		q.Set("post_logout_redirect_uri", returnTo)
+		if idTokenHint != "" {
+			q.Set("id_token_hint", idTokenHint)
+		}
+		u.RawQuery = q.Encode()
+		return u.String()
+	}
+	if isAuth0(d.issuer) {
+		q := url.Values{"client_id": {h.ClientID}, "returnTo": {returnTo}}
+		return strings.TrimSuffix(d.issuer, "/") + "/v2/logout?" + q.Encode()
+	}
+	return ""
+}
+
+// isAuth0 tells an Auth0 tenant by its issuer host (tenant.auth0.com, tenant.eu.auth0.com, ...).
+func isAuth0(issuer string) bool {
+	u, err := url.Parse(issuer)
+	return err == nil && strings.HasSuffix(u.Hostname(), ".auth0.com")
+}

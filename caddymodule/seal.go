@@ -1,0 +1,133 @@
+package caddymodule
+
+import (
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/hkdf"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// A sealed value is, before base64url:
+//
+//	version (1) | key id (4) | expiry unix seconds (8) | nonce (12) | AES-256-GCM ciphertext and tag
+//
+// The version, key id, expiry and the purpose of the value (session, attempt, confirmation, ...)
+// are authenticated as additional data, so a value sealed for one purpose never opens as
+// another and its expiry cannot be moved.
+const (
+	sealVersion    = 1
+	sealHeaderSize = 1 + 4 + 8
+	sealNonceSize  = 12
+	sealOverhead   = sealHeaderSize + sealNonceSize + 16
+	// minSecretLen is the shortest session secret accepted: 32 bytes of key material.
+	minSecretLen = 32
+)
+
+var (
+	errSealMalformed = errors.New("sealed value is malformed")
+	errSealKey       = errors.New("sealed value was made with an unknown key")
+	errSealOpen      = errors.New("sealed value does not authenticate")
+	errSealExpired   = errors.New("sealed value has expired")
+)
+
+type sealKey struct {
+	id   [4]byte
+	aead cipher.AEAD
+}
+
+// sealer seals with its first key and opens with any of them, so secrets can be rotated:
+// put the new secret first and keep the old one until the longest-lived cookie has expired.
+type sealer struct {
+	keys []sealKey
+}
+
+func newSealer(secrets []string) (*sealer, error) {
+	if len(secrets) == 0 {
+		return nil, errors.New("no session secret")
+	}
+	s := &sealer{}
+	for i, secret := range secrets {
+		if len(secret) < minSecretLen {
+			return nil, fmt.Errorf("session secret #%d is %d bytes; at least %d are required", i+1, len(secret), minSecretLen)
+		}
+		key, err := hkdf.Key(sha256.New, []byte(secret), nil, "caddy-oidc-auth seal v1", 32)
+		if err != nil {
+			return nil, fmt.Errorf("deriving key: %w", err)
+		}
+		block, err := aes.NewCipher(key)
+		if err != nil {
+			return nil, err
+		}
+		aead, err := cipher.NewGCM(block)
+		if err != nil {
+			return nil, err
+		}
+		var k sealKey
+		id := sha256.Sum256(append([]byte("key id:"), key...))
+		copy(k.id[:], id[:4])
+		k.aead = aead
+		s.keys = append(s.keys, k)
+	}
+	return s, nil
+}
+
+// seal encrypts plaintext for purpose, valid until expires, and returns it base64url-encoded.
+func (s *sealer) seal(purpose string, plaintext []byte, expires time.Time) string {
+	k := s.keys[0]
+	buf := make([]byte, sealHeaderSize+sealNonceSize, sealOverhead+len(plaintext))
+	buf[0] = sealVersion
+	copy(buf[1:5], k.id[:])
+	binary.BigEndian.PutUint64(buf[5:13], uint64(expires.Unix()))
+	nonce := buf[sealHeaderSize : sealHeaderSize+sealNonceSize]
+	_, _ = rand.Read(nonce)
+	buf = k.aead.Seal(buf, nonce, plaintext, additionalData(purpose, buf[:sealHeaderSize]))
+	return base64.RawURLEncoding.EncodeToString(buf)
+}
+
+// open reverses seal. The returned plaintext is freshly allocated and owned by the caller.
+func (s *sealer) open(purpose, value string, now time.Time) ([]byte, error) {
+	if len(value) > maxSealedLen {
+		return nil, errSealMalformed
+	}
+	raw, err := base64.RawURLEncoding.DecodeString(value)
+	if err != nil || len(raw) < sealOverhead || raw[0] != sealVersion {
+		return nil, errSealMalformed
+	}
+	var aead cipher.AEAD
+	for i := range s.keys {
+		if [4]byte(raw[1:5]) == s.keys[i].id {
+			aead = s.keys[i].aead
+			break
+		}
+	}
+	if aead == nil {
+		return nil, errSealKey
+	}
+	nonce := raw[sealHeaderSize : sealHeaderSize+sealNonceSize]
+	plain, err := aead.Open(raw[sealHeaderSize+sealNonceSize:sealHeaderSize+sealNonceSize], nonce,
+		raw[sealHeaderSize+sealNonceSize:], additionalData(purpose, raw[:sealHeaderSize]))
+	if err != nil {
+		return nil, errSealOpen
+	}
+	if exp := int64(binary.BigEndian.Uint64(raw[5:13])); now.Unix() >= exp {
+		return nil, errSealExpired
+	}
+	return plain, nil
+}
+
+// maxSealedLen bounds what open will even decode: a session split over the maximum number of
+// cookie chunks, plus slack.
+const maxSealedLen = maxChunks*chunkSize + 64
+
+func additionalData(purpose string, header []byte) []byte {
+	ad := make([]byte, 0, len(purpose)+1+len(header))
+	ad = append(ad, purpose...)
+	ad = append(ad, 0)
+	return append(ad, header...)
+}
