@@ -1,0 +1,317 @@
+package caddymodule
+
+import (
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"net/http/cookiejar"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	_ "github.com/caddyserver/caddy/v2/modules/caddyhttp/reverseproxy"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/relyingparty/caddy-oidc-auth/internal/devidp"
+)
+
+// harness runs real Caddy in-process with this module in front of an upstream that echoes
+// what it received, against the development identity provider. Tests that use it must not
+// run in parallel: Caddy's running configuration is process-wide.
+type harness struct {
+	t        *testing.T
+	idp      *devidp.Server
+	idpURL   string // issuer, with trailing slash
+	idpSrv   *httptest.Server
+	siteURL  string // http://127.0.0.1:PORT
+	upstream *echoUpstream
+	audit    *observer.ObservedLogs
+	handler  *Handler
+	clock    *testClock
+	client   *http.Client
+}
+
+// testClock is the shared clock of the handler and the provider; tests move it instead of sleeping.
+type testClock struct{ t atomic.Int64 }
+
+func (c *testClock) Now() time.Time          { return time.Unix(0, c.t.Load()) }
+func (c *testClock) Advance(d time.Duration) { c.t.Add(int64(d)) }
+
+const (
+	testClientID     = "app"
+	testClientSecret = "app-secret-value"
+	testAdminToken   = "admin-token-for-tests"
+	testSecret       = "0123456789abcdef0123456789abcdef-test"
+)
+
+var caddyMu sync.Mutex
+
+// newHarness starts the provider and Caddy. handlerCfg may change the handler's JSON config;
+// idpCfg may change the provider's.
+func newHarness(t *testing.T, handlerCfg func(map[string]any), idpCfg func(*devidp.Config)) *harness {
+	t.Helper()
+	caddyMu.Lock()
+	t.Cleanup(caddyMu.Unlock)
+
+	h := &harness{t: t, clock: new(testClock)}
+	h.clock.t.Store(time.Now().UnixNano())
+	port := freePort(t)
+	h.siteURL = "http://127.0.0.1:" + port
+
+	h.idpSrv = httptest.NewUnstartedServer(nil)
+	h.idpURL = "http://" + h.idpSrv.Listener.Addr().String() + "/"
+	cfg := devidp.Config{
+		Issuer:     h.idpURL,
+		AdminToken: testAdminToken,
+		Clients: []devidp.Client{{
+			ID: testClientID, Secret: testClientSecret,
+			RedirectURIs:           []string{h.siteURL + "/oauth2/callback"},
+			PostLogoutRedirectURIs: []string{h.siteURL + "/", h.siteURL + "/bye"},
+		}},
+		Now: h.clock.Now,
+	}
+	if idpCfg != nil {
+		idpCfg(&cfg)
+	}
+	idp, err := devidp.New(cfg)
+	if err != nil {
+		t.Fatalf("starting provider: %v", err)
+	}
+	h.idp = idp
+	h.idpSrv.Config.Handler = idp
+	h.idpSrv.Start()
+	t.Cleanup(h.idpSrv.Close)
+	h.idp.SetAutoLogin("alice", "")
+
+	h.upstream = newEchoUpstream(t)
+	hc := map[string]any{
+		"handler":         "oidc_auth",
+		"issuer":          h.idpURL,
+		"client_id":       testClientID,
+		"client_secret":   testClientSecret,
+		"session_secrets": []string{testSecret},
+		"cookie":          map[string]any{"insecure": true},
+	}
+	if handlerCfg != nil {
+		handlerCfg(hc)
+	}
+	h.load(port, hc)
+
+	jar, _ := cookiejar.New(nil)
+	h.client = &http.Client{Jar: jar, Timeout: 20 * time.Second}
+	return h
+}
+
+func (h *harness) load(port string, hc map[string]any) {
+	t := h.t
+	core, logs := observer.New(zapcore.InfoLevel)
+	h.audit = logs
+	testHookProvisioned = func(p *Handler) {
+		p.now = h.clock.Now
+		p.audit = zap.New(core).Named("http.handlers.oidc_auth.audit")
+		h.handler = p
+	}
+	cfg := map[string]any{
+		"admin":   map[string]any{"disabled": true},
+		"logging": map[string]any{"logs": map[string]any{"default": map[string]any{"level": "ERROR"}}},
+		"apps": map[string]any{"http": map[string]any{"servers": map[string]any{"site": map[string]any{
+			"listen":          []string{"127.0.0.1:" + port},
+			"automatic_https": map[string]any{"disable": true},
+			"routes": []any{map[string]any{"handle": []any{
+				hc,
+				map[string]any{"handler": "reverse_proxy", "upstreams": []any{map[string]any{"dial": h.upstream.addr}}},
+			}}},
+		}}}},
+	}
+	raw, err := json.Marshal(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := caddy.Load(raw, true); err != nil {
+		t.Fatalf("loading Caddy config: %v", err)
+	}
+	t.Cleanup(func() {
+		testHookProvisioned = nil
+		_ = caddy.Stop()
+	})
+}
+
+func freePort(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	_, port, _ := net.SplitHostPort(l.Addr().String())
+	return port
+}
+
+// echoUpstream is the legacy application: it answers with what it received.
+type echoUpstream struct {
+	addr string
+	mu   sync.Mutex
+	last *http.Request
+	hits int
+}
+
+type echoed struct {
+	Path    string      `json:"path"`
+	Headers http.Header `json:"headers"`
+}
+
+func newEchoUpstream(t *testing.T) *echoUpstream {
+	e := &echoUpstream{}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		e.mu.Lock()
+		e.last = r
+		e.hits++
+		e.mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(echoed{Path: r.URL.RequestURI(), Headers: r.Header})
+	}))
+	t.Cleanup(srv.Close)
+	e.addr = srv.Listener.Addr().String()
+	return e
+}
+
+func (e *echoUpstream) count() int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.hits
+}
+
+// result is a response, read whole.
+type result struct {
+	status int
+	header http.Header
+	body   string
+	url    *url.URL // the final URL after redirects
+}
+
+// echo decodes the upstream's echo from the body; ok is false when the upstream did not answer.
+func (r result) echo() (echoed, bool) {
+	var e echoed
+	if err := json.Unmarshal([]byte(r.body), &e); err != nil || e.Headers == nil {
+		return e, false
+	}
+	return e, true
+}
+
+// do sends a request with the harness's cookie jar, following redirects.
+func (h *harness) do(req *http.Request) result {
+	h.t.Helper()
+	resp, err := h.client.Do(req)
+	if err != nil {
+		h.t.Fatalf("%s %s: %v", req.Method, req.URL, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return result{status: resp.StatusCode, header: resp.Header, body: string(b), url: resp.Request.URL}
+}
+
+// browse is a browser navigation to path (or an absolute URL) on the site.
+func (h *harness) browse(path string, headers ...string) result {
+	h.t.Helper()
+	target := path
+	if strings.HasPrefix(path, "/") {
+		target = h.siteURL + path
+	}
+	req, err := http.NewRequest(http.MethodGet, target, nil)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	req.Header.Set("Accept", "text/html,application/xhtml+xml")
+	for i := 0; i+1 < len(headers); i += 2 {
+		req.Header.Add(headers[i], headers[i+1])
+	}
+	return h.do(req)
+}
+
+// api is a non-browser request to path on the site.
+func (h *harness) api(method, path string, headers ...string) result {
+	h.t.Helper()
+	req, err := http.NewRequest(method, h.siteURL+path, nil)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	req.Header.Set("Accept", "application/json")
+	for i := 0; i+1 < len(headers); i += 2 {
+		req.Header.Add(headers[i], headers[i+1])
+	}
+	return h.do(req)
+}
+
+// postForm posts an urlencoded form to an absolute URL or a site path.
+func (h *harness) postForm(target string, form url.Values, headers ...string) result {
+	h.t.Helper()
+	if strings.HasPrefix(target, "/") {
+		target = h.siteURL + target
+	}
+	req, err := http.NewRequest(http.MethodPost, target, strings.NewReader(form.Encode()))
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Accept", "text/html")
+	for i := 0; i+1 < len(headers); i += 2 {
+		req.Header.Add(headers[i], headers[i+1])
+	}
+	return h.do(req)
+}
+
+// login signs the browser in as the user with this provider key and returns what the
+// upstream saw of the landing request.
+func (h *harness) login(userKey string) echoed {
+	h.t.Helper()
+	h.idp.SetAutoLogin(userKey, "")
+	res := h.browse("/")
+	e, ok := res.echo()
+	if res.status != http.StatusOK || !ok {
+		h.t.Fatalf("login as %s: status %d at %s, body %.300s", userKey, res.status, res.url, res.body)
+	}
+	return e
+}
+
+// events returns the names of the audit events logged so far, in order.
+func (h *harness) events() []string {
+	var names []string
+	for _, e := range h.audit.All() {
+		names = append(names, e.Message)
+	}
+	return names
+}
+
+// lastEvent returns the last audit event called name, with its fields.
+func (h *harness) lastEvent(name string) (map[string]any, bool) {
+	all := h.audit.FilterMessage(name).All()
+	if len(all) == 0 {
+		return nil, false
+	}
+	return all[len(all)-1].ContextMap(), true
+}
+
+// cookieNames lists the names of the cookies the jar holds for the site.
+func (h *harness) cookieNames() []string {
+	u, _ := url.Parse(h.siteURL)
+	var names []string
+	for _, c := range h.client.Jar.Cookies(u) {
+		names = append(names, c.Name)
+	}
+	return names
+}
+
+// noRedirects returns a copy of the client that stops at the first response.
+func (h *harness) noRedirects() *http.Client {
+	c := *h.client
+	c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	return &c
+}
