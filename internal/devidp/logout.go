@@ -1,0 +1,66 @@
+package devidp
+
+import (
+	"net/http"
+	"slices"
+	"strings"
+)
+
+// handleOIDCLogout is the RP-initiated logout endpoint (end_session_endpoint): it ends the
+// SSO session and returns to post_logout_redirect_uri (with state) when the client allows it.
+// The client comes from client_id, else from the audience of id_token_hint.
+func (s *Server) handleOIDCLogout(w http.ResponseWriter, r *http.Request) {
+	r.Body = http.MaxBytesReader(w, r.Body, maxBody)
+	if err := r.ParseForm(); err != nil {
+		s.errorPage(w, http.StatusBadRequest, "Bad request", "The logout request could not be read.")
+		return
+	}
+	clientID := r.Form.Get("client_id")
+	if hint := r.Form.Get("id_token_hint"); clientID == "" && hint != "" {
+		var c struct {
+			Aud string `json:"aud"`
+		}
+		if s.verify(hint, &c) == nil {
+			clientID = c.Aud
+		}
+	}
+	target := r.Form.Get("post_logout_redirect_uri")
+	if state := r.Form.Get("state"); state != "" && target != "" {
+		sep := "?"
+		if strings.Contains(target, "?") {
+			sep = "&"
+		}
+		s.logout(w, r, clientID, target, target+sep+encodeParams([]param{{"state", state}}))
+		return
+	}
+	s.logout(w, r, clientID, target, target)
+}
+
+// handleV2Logout is Auth0's /v2/logout?client_id=...&returnTo=....
+func (s *Server) handleV2Logout(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	s.logout(w, r, q.Get("client_id"), q.Get("returnTo"), q.Get("returnTo"))
+}
+
+// logout ends the SSO session, then redirects to location when target is an allowed
+// post-logout URL — of the client, or of any client when none is named (Auth0's tenant-wide
+// list) — and otherwise shows the signed-out page.
+func (s *Server) logout(w http.ResponseWriter, r *http.Request, clientID, target, location string) {
+	s.endSession(w, r)
+	allowed := false
+	if target != "" {
+		for _, c := range s.clients {
+			if (clientID == "" || c.ID == clientID) && slices.Contains(c.PostLogoutRedirectURIs, target) {
+				allowed = true
+			}
+		}
+	}
+	if allowed {
+		w.Header().Set("Cache-Control", "no-store")
+		http.Redirect(w, r, location, http.StatusFound)
+		return
+	}
+	s.render(w, http.StatusOK, "signedout", "You are signed out", struct {
+		Refused bool
+	}{target != ""})
+}
