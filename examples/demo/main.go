@@ -22,7 +22,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
-	_ "github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	_ "github.com/caddyserver/caddy/v2/modules/standard"
 
 	_ "github.com/relyingparty/caddy-oidc-auth/caddymodule"
@@ -66,8 +66,8 @@ func run(sitePort, idpPort, appPort int) error {
 		return fmt.Errorf("legacy app: %w", err)
 	}
 
-	caddyfile := Caddyfile(sitePort, issuer, appPort, randomHex(32))
-	cfg, warnings, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(caddyfile), nil)
+	siteConfig := string(caddyfile.Format([]byte(Caddyfile(sitePort, issuer, appPort, randomHex(32)))))
+	cfg, warnings, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(siteConfig), nil)
 	if err != nil {
 		return fmt.Errorf("adapting the demo Caddyfile: %w", err)
 	}
@@ -95,7 +95,7 @@ Audit events are printed below. Press Ctrl+C to stop.
 
 The Caddyfile in use:
 %[3]s
-`, site, issuer, indent(caddyfile))
+`, site, issuer, indent(siteConfig))
 
 	stop := make(chan os.Signal, 1)
 	signal.Notify(stop, os.Interrupt, syscall.SIGTERM)
