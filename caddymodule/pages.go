@@ -62,8 +62,6 @@ var (
 		"You need to sign in to use this site.", ""}
 	errMethod = &pageError{http.StatusMethodNotAllowed, "method_not_allowed", "Not allowed",
 		"This address does not accept that kind of request.", ""}
-	errNotFound = &pageError{http.StatusNotFound, "not_found", "Not found",
-		"There is nothing at this address.", ""}
 )
 
 type pageData struct {
@@ -82,7 +80,7 @@ func (h *Handler) writeError(w http.ResponseWriter, r *http.Request, e *pageErro
 		return
 	}
 	d := pageData{Title: e.Title, Message: e.Message, Detail: e.Detail}
-	if e.Status != http.StatusMethodNotAllowed && e.Status != http.StatusNotFound {
+	if e.Status != http.StatusMethodNotAllowed {
 		d.Retry = h.startURL("/")
 	}
 	h.writePage(w, e.Status, "error.html", d)

@@ -30,6 +30,10 @@ func (h *Handler) completeUnsolicited(w http.ResponseWriter, r *http.Request, pa
 		h.event(evImpersonationDenied, r, e)
 		h.writeError(w, r, errImpersonationRefused)
 	}
+	if iss := params.Get("iss"); iss != "" && iss != h.Issuer {
+		deny(auditEntry{}, "iss parameter names another issuer")
+		return
+	}
 	if reason := h.checkUnsolicitedState(r.Context(), params.Get("state"), now); reason != "" {
 		deny(auditEntry{}, reason)
 		return
