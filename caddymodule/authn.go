@@ -71,6 +71,8 @@ func (h *Handler) currentSession(w http.ResponseWriter, r *http.Request) *Sessio
 		switch err := h.refresh(r, s); {
 		case err == nil:
 			dirty = true
+		case errors.Is(err, errRefreshBusy):
+			// Another request is renewing this session's tokens; go on with these.
 		case errors.Is(err, errRefreshRefused):
 			h.jar.clearChunked(w, r, h.jar.base)
 			e := entryFor(s)
@@ -104,7 +106,10 @@ func (h *Handler) needsRefresh(s *Session, now time.Time) bool {
 		now.Add(refreshMargin).After(s.TokenExpiry)
 }
 
-var errRefreshRefused = errors.New("refresh token refused")
+var (
+	errRefreshRefused = errors.New("refresh token refused")
+	errRefreshBusy    = errors.New("refresh under way elsewhere")
+)
 
 // refresh renews the session's tokens with its refresh token. One refresh per session runs at
 // a time; a request that finds one under way goes on with the tokens it has.
@@ -113,7 +118,7 @@ func (h *Handler) refresh(r *http.Request, s *Session) error {
 	defer cancel()
 	unlock, ok, err := h.store.TryLock(ctx, "refresh\x00"+s.ID, refreshLockTTL)
 	if err != nil || !ok {
-		return errors.New("refresh under way elsewhere")
+		return errRefreshBusy
 	}
 	defer unlock()
 	d, err := h.provider.get()
