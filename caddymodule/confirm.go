@@ -46,8 +46,11 @@ func (h *Handler) serveConfirm(w http.ResponseWriter, r *http.Request) {
 		h.writeError(w, r, errMethod)
 		return
 	}
+	var who auditEntry // the parked session's identity, once its cookie opens
 	refuse := func(reason string) {
-		h.event(evImpersonationDenied, r, auditEntry{Reason: reason})
+		e := who
+		e.Reason = reason
+		h.event(evImpersonationDenied, r, e)
 		h.writeError(w, r, errConfirmation)
 	}
 	if !sameOrigin(r) {
@@ -77,6 +80,7 @@ func (h *Handler) serveConfirm(w http.ResponseWriter, r *http.Request) {
 		refuse("confirmation cookie malformed")
 		return
 	}
+	who = entryFor(s)
 	if subtle.ConstantTimeCompare([]byte(r.PostForm.Get("token")), []byte(token)) != 1 {
 		refuse("confirmation token does not match")
 		return
@@ -199,10 +203,12 @@ func (h *Handler) signedStateMAC(b []byte) []byte {
 
 func (h *Handler) parseSignedState(state string) (signedStateInfo, bool) {
 	enc, ok := strings.CutPrefix(state, "i.")
-	if !ok || len(enc) > 64 {
+	// Only the canonical spelling parses: the store remembers the state string, so a decoder
+	// that skipped newlines or ignored the trailing bits would let a used state be replayed.
+	if !ok || len(enc) != base64.RawURLEncoding.EncodedLen(signedStateRaw) {
 		return signedStateInfo{}, false
 	}
-	raw, err := base64.RawURLEncoding.DecodeString(enc)
+	raw, err := base64.RawURLEncoding.Strict().DecodeString(enc)
 	if err != nil || len(raw) != signedStateRaw || !hmac.Equal(h.signedStateMAC(raw[:28]), raw[28:]) {
 		return signedStateInfo{}, false
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -31,7 +32,9 @@ type ImpersonationConfig struct {
 	ImpersonatorEmailClaim string `json:"impersonator_email_claim,omitempty"`
 	// Who may impersonate, by email or sub. Default: anyone the provider lets.
 	Impersonators []string `json:"impersonators,omitempty"`
-	// Who may never be impersonated: emails, subs, or email domains. Default: none.
+	// Who may never be impersonated: emails, subs, or email domains. When an entry is an
+	// email or a domain, a target whose email the response does not carry is refused too.
+	// Default: none.
 	Protect []string `json:"protect,omitempty"`
 	// A CEL expression over `impersonator` (id, email, username), `target` (the user's
 	// claims, plus id) and `request` (host, method, path, remote_ip) that must be true.
@@ -64,6 +67,7 @@ type impersonationPolicy struct {
 	mapping       claimMapping
 	impersonators map[string]bool
 	protect       map[string]bool
+	protectEmails bool // protect names an email or a domain, so the target's email must be known
 	expr          cel.Program
 	stateMode     string
 	stateValue    string
@@ -79,6 +83,7 @@ func newImpersonationPolicy(c *ImpersonationConfig) (*impersonationPolicy, error
 			impersonatorID: c.ImpersonatorIDClaim, impersonatorEm: c.ImpersonatorEmailClaim},
 		impersonators: lowerSet(c.Impersonators),
 		protect:       lowerSet(c.Protect),
+		protectEmails: slices.ContainsFunc(c.Protect, func(s string) bool { return strings.ContainsAny(s, "@.") }),
 		stateMode:     c.State,
 		stateValue:    c.StateValue,
 		confirm:       c.Confirm == nil || *c.Confirm,
@@ -152,6 +157,11 @@ func (p *impersonationPolicy) decide(ctx context.Context, target *identity, req 
 	}
 	if p.protected(target) {
 		return false, "target is protected"
+	}
+	if p.protectEmails && target.email == "" {
+		// Auth0's impersonation scope defaults to openid, which leaves the email out: an
+		// unknown email could be a protected one.
+		return false, "target email unknown, so protect cannot be checked"
 	}
 	if p.expr != nil {
 		t := make(map[string]any, len(target.claims)+1)

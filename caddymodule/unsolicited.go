@@ -83,8 +83,10 @@ func (h *Handler) completeUnsolicited(w http.ResponseWriter, r *http.Request, pa
 		return
 	}
 	if idt != nil {
+		// A response is as old as its oldest evidence: a code exchanged late still yields a
+		// fresh iat, while auth_time says when the link was followed.
 		issued := idt.IssuedAt
-		if at, ok := id.claims["auth_time"].(float64); ok && time.Unix(int64(at), 0).After(issued) {
+		if at, ok := id.claims["auth_time"].(float64); ok && time.Unix(int64(at), 0).Before(issued) {
 			issued = time.Unix(int64(at), 0)
 		}
 		if now.Sub(issued) > h.imp.maxAge {

@@ -58,7 +58,7 @@ func TestAdminSignInAsUser(t *testing.T) {
 			t.Fatalf("got %d %s", resp.StatusCode, body)
 		}
 		for _, id := range []string{`id="impersonate-alice"`, `id="impersonate-alice-submit"`, `id="kc-impersonate-carol"`,
-			`id="impersonate-mallory-submit"`, `<option value="app">`, `<option value="post">POST</option>`, `value="openid"`} {
+			`id="impersonate-mallory-submit"`, `<option value="app">`, `<option value="post">POST</option>`, `value="openid profile email"`} {
 			if !strings.Contains(body, id) {
 				t.Errorf("page lacks %s", id)
 			}
