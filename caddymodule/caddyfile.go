@@ -221,8 +221,11 @@ func (c *HeadersConfig) unmarshal(d *caddyfile.Dispenser) error {
 }
 
 func oneArg(d *caddyfile.Dispenser, dst *string) error {
+	// The option's name is read first: after a failed AllArgs the cursor may be on a value,
+	// which must not be echoed (it may be the client secret).
+	opt := d.Val()
 	if !d.AllArgs(dst) {
-		return d.Errf("%s takes exactly one value", d.Val())
+		return d.Errf("%s takes exactly one value", opt)
 	}
 	return nil
 }

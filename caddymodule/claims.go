@@ -188,10 +188,15 @@ func act(c claims) (*impersonator, bool) {
 func (m claimMapping) custom(c claims) (*impersonator, bool) {
 	id, _ := c.lookup(m.impersonatorID)
 	imp := &impersonator{ID: render(id), Email: c.str(m.impersonatorEm)}
+	impersonated := imp.ID != ""
 	if m.impersonated != "" {
-		return imp, c.boolean(m.impersonated)
+		impersonated = c.boolean(m.impersonated)
 	}
-	return imp, imp.ID != ""
+	if !impersonated {
+		// nil, as the other mappings answer: callers read a non-nil impersonator as impersonation.
+		return nil, false
+	}
+	return imp, true
 }
 
 func str(m map[string]any, key string) string {

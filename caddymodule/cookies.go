@@ -172,8 +172,10 @@ func cookiesWithPrefix(r *http.Request, prefix string) [][2]string {
 	return out
 }
 
-// withoutOwnCookies returns the request's Cookie header values with every cookie whose name
-// starts with prefix removed; changed is false when there was none to remove.
+// withoutOwnCookies returns the request's Cookie header values with every cookie of the module
+// removed: the one called prefix and those called prefix_... (chunks, attempts, confirmation,
+// stash). An application's own cookie whose name merely starts with prefix is kept. changed is
+// false when there was none to remove.
 func withoutOwnCookies(values []string, prefix string) (kept string, changed bool) {
 	var b strings.Builder
 	for _, line := range values {
@@ -183,7 +185,7 @@ func withoutOwnCookies(values []string, prefix string) (kept string, changed boo
 				continue
 			}
 			name, _, _ := strings.Cut(p, "=")
-			if strings.HasPrefix(name, prefix) {
+			if strings.HasPrefix(name, prefix) && (len(name) == len(prefix) || name[len(prefix)] == '_') {
 				changed = true
 				continue
 			}

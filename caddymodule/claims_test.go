@@ -1,0 +1,217 @@
+package caddymodule
+
+import (
+	"encoding/json"
+	"slices"
+	"testing"
+)
+
+// jsonClaims decodes a claim set as go-oidc does, so numbers are float64 and objects maps.
+func jsonClaims(t *testing.T, s string) claims {
+	t.Helper()
+	var c claims
+	if err := json.Unmarshal([]byte(s), &c); err != nil {
+		t.Fatalf("claims %s: %v", s, err)
+	}
+	return c
+}
+
+func TestClaimMappingDetectsImpersonation(t *testing.T) {
+	auto := claimMapping{mode: "auto"}
+	namespaced := claimMapping{mode: "auto", namespace: "https://example.com/"}
+	custom := claimMapping{mode: "custom", impersonated: "https://example.com/is_impersonated",
+		impersonatorID: "https://example.com/impersonator.user_id", impersonatorEm: "imp.email"}
+	customByPresence := claimMapping{mode: "custom", impersonatorID: "acting_admin", impersonatorEm: "acting_admin_email"}
+	const (
+		auth0Top        = `{"sub":"auth0|alice","impersonated":true,"impersonator":{"user_id":"auth0|admin","email":"admin@example.com"}}`
+		auth0Namespaced = `{"sub":"auth0|alice","https://example.com/impersonated":true,"https://example.com/impersonator":{"user_id":"auth0|admin","email":"admin@example.com"}}`
+		keycloakClaims  = `{"sub":"kc-alice","impersonator":{"id":"kc-admin","username":"admin@example.com"}}`
+		actChain        = `{"sub":"alice","act":{"sub":"admin","act":{"sub":"service-a"}}}`
+	)
+	for _, tc := range []struct {
+		name    string
+		mapping claimMapping
+		claims  string
+		want    *impersonator
+	}{
+		{"auto reads Auth0's top-level claims", auto, auth0Top, &impersonator{ID: "auth0|admin", Email: "admin@example.com"}},
+		{"auth0 reads Auth0's top-level claims", claimMapping{mode: "auth0"}, auth0Top, &impersonator{ID: "auth0|admin", Email: "admin@example.com"}},
+		{"auto reads Auth0's namespaced claims", namespaced, auth0Namespaced, &impersonator{ID: "auth0|admin", Email: "admin@example.com"}},
+		{"auth0 reads Auth0's namespaced claims", claimMapping{mode: "auth0", namespace: "https://example.com/"}, auth0Namespaced, &impersonator{ID: "auth0|admin", Email: "admin@example.com"}},
+		{"namespaced claims are not read without the namespace", auto, auth0Namespaced, nil},
+		{"another namespace's claims are not read", claimMapping{mode: "auto", namespace: "https://other.example/"}, auth0Namespaced, nil},
+		{"impersonated true without an impersonator object is impersonated by nobody known", auto, `{"sub":"a","impersonated":true}`, &impersonator{}},
+		{"impersonated false is not impersonation", auto, `{"sub":"a","impersonated":false,"impersonator":{"user_id":"auth0|admin"}}`, nil},
+		{"impersonated as a string is not Auth0's flag", claimMapping{mode: "auth0"}, `{"sub":"a","impersonated":"true","impersonator":{"user_id":"auth0|admin"}}`, nil},
+		{"an Auth0 impersonator without the flag is not impersonation in auth0 mode", claimMapping{mode: "auth0"}, `{"sub":"a","impersonator":{"user_id":"auth0|admin","email":"admin@example.com"}}`, nil},
+		{"an Auth0 impersonator without the flag is not impersonation in auto mode", auto, `{"sub":"a","impersonator":{"user_id":"auth0|admin","email":"admin@example.com"}}`, nil},
+		{"auto reads Keycloak's impersonator, its username as email", auto, keycloakClaims, &impersonator{ID: "kc-admin", Username: "admin@example.com", Email: "admin@example.com"}},
+		{"keycloak reads a username that is not an email as username only", claimMapping{mode: "keycloak"}, `{"sub":"a","impersonator":{"id":"kc-admin","username":"root"}}`, &impersonator{ID: "kc-admin", Username: "root"}},
+		{"keycloak needs the impersonator's id", claimMapping{mode: "keycloak"}, `{"sub":"a","impersonator":{"username":"root"}}`, nil},
+		{"keycloak mode ignores Auth0's claims", claimMapping{mode: "keycloak"}, auth0Top, nil},
+		{"auth0 mode ignores Keycloak's claims", claimMapping{mode: "auth0"}, keycloakClaims, nil},
+		{"auto reads the outermost actor of an act chain", auto, actChain, &impersonator{ID: "admin"}},
+		{"act reads an actor named by email as email too", claimMapping{mode: "act"}, `{"sub":"a","act":{"sub":"admin@example.com"}}`, &impersonator{ID: "admin@example.com", Email: "admin@example.com"}},
+		{"act needs the actor's sub", claimMapping{mode: "act"}, `{"sub":"a","act":{"client_id":"x"}}`, nil},
+		{"act mode ignores Auth0's claims", claimMapping{mode: "act"}, auth0Top, nil},
+		{"auto prefers Auth0's claims to act", auto, `{"sub":"a","impersonated":true,"impersonator":{"user_id":"auth0|admin"},"act":{"sub":"other"}}`, &impersonator{ID: "auth0|admin"}},
+		{"custom reads namespaced and dotted paths when its flag is true", custom,
+			`{"sub":"a","https://example.com/is_impersonated":true,"https://example.com/impersonator.user_id":"u1","imp":{"email":"admin@example.com"}}`,
+			&impersonator{ID: "u1", Email: "admin@example.com"}},
+		{"custom with its flag false is not impersonation", custom,
+			`{"sub":"a","https://example.com/is_impersonated":false,"https://example.com/impersonator.user_id":"u1"}`, nil},
+		{"custom with its flag absent is not impersonation", custom, `{"sub":"a","https://example.com/impersonator.user_id":"u1"}`, nil},
+		{"custom without a flag claim goes by the ID claim's presence", customByPresence, `{"sub":"a","acting_admin":"u2","acting_admin_email":"admin@example.com"}`, &impersonator{ID: "u2", Email: "admin@example.com"}},
+		{"custom renders a numeric impersonator ID", customByPresence, `{"sub":"a","acting_admin":42}`, &impersonator{ID: "42"}},
+		{"custom without the ID claim is not impersonation", customByPresence, `{"sub":"a","acting_admin_email":"admin@example.com"}`, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, ok := tc.mapping.detect(jsonClaims(t, tc.claims))
+			if ok != (tc.want != nil) {
+				t.Fatalf("detect = (%+v, %v), want impersonated %v", got, ok, tc.want != nil)
+			}
+			if tc.want != nil && *got != *tc.want {
+				t.Fatalf("detect found %+v, want %+v", *got, *tc.want)
+			}
+		})
+	}
+}
+
+func TestPlainClaimSetsAreNotImpersonationInAnyMode(t *testing.T) {
+	plain := []string{
+		`{}`,
+		`{"sub":"auth0|alice","email":"alice@example.com","email_verified":true,"groups":["staff"]}`,
+		`{"sub":"a","impersonated":false}`,
+		`{"sub":"a","impersonator":"admin"}`,
+		`{"sub":"a","act":"admin"}`,
+		`{"sub":"a","impersonator":null,"act":null,"impersonated":null}`,
+	}
+	for _, m := range []claimMapping{{mode: "auto"}, {mode: "auth0", namespace: "https://example.com/"}, {mode: "keycloak"}, {mode: "act"},
+		{mode: "custom", impersonatorID: "impersonator.user_id"}} {
+		t.Run(m.mode+" mode finds no impersonation in plain claim sets", func(t *testing.T) {
+			for _, c := range plain {
+				if imp, ok := m.detect(jsonClaims(t, c)); ok || imp != nil {
+					t.Errorf("claims %s: detect = (%+v, %v), want (nil, false)", c, imp, ok)
+				}
+			}
+		})
+	}
+}
+
+func TestClaimsLookup(t *testing.T) {
+	c := jsonClaims(t, `{
+		"email": "alice@example.com",
+		"address": {"country": "NL", "geo": {"lat": 52.1}},
+		"https://example.com/roles": ["a", "b"],
+		"https://example.com/org": {"unit": "x"},
+		"a.b": "literal key",
+		"a": {"b": "nested"},
+		"list": [{"x": 1}],
+		"nothing": null
+	}`)
+	for _, tc := range []struct {
+		name   string
+		path   string
+		want   any
+		wantOK bool
+	}{
+		{"a top-level claim is found", "email", "alice@example.com", true},
+		{"a nested claim is found by a dotted path", "address.country", "NL", true},
+		{"a deeply nested claim is found", "address.geo.lat", 52.1, true},
+		{"a namespaced claim with dots is found whole", "https://example.com/roles", []any{"a", "b"}, true},
+		{"a key that is itself dotted wins over the nested path", "a.b", "literal key", true},
+		{"a null claim is found as nil", "nothing", nil, true},
+		{"a missing claim is not found", "phone", nil, false},
+		{"a missing nested claim is not found", "address.city", nil, false},
+		{"a path through a string is not found", "email.domain", nil, false},
+		{"a path through a list is not found", "list.x", nil, false},
+		{"a path into a namespaced object is not found", "https://example.com/org.unit", nil, false},
+		{"an empty path is not found", "", nil, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, ok := c.lookup(tc.path)
+			if ok != tc.wantOK || !jsonEqual(t, got, tc.want) {
+				t.Fatalf("lookup(%q) = (%#v, %v), want (%#v, %v)", tc.path, got, ok, tc.want, tc.wantOK)
+			}
+		})
+	}
+}
+
+func jsonEqual(t *testing.T, a, b any) bool {
+	t.Helper()
+	x, err1 := json.Marshal(a)
+	y, err2 := json.Marshal(b)
+	if err1 != nil || err2 != nil {
+		t.Fatalf("marshal: %v %v", err1, err2)
+	}
+	return string(x) == string(y)
+}
+
+func TestClaimsStrAndBooleanAndStrings(t *testing.T) {
+	c := jsonClaims(t, `{"s":"v","n":3,"t":true,"ts":"true","fs":"yes","l":["a",1,"b",null],"one":"solo","empty":""}`)
+	for _, tc := range []struct {
+		name string
+		got  any
+		want any
+	}{
+		{"str reads a string", c.str("s"), "v"},
+		{"str of a number is empty", c.str("n"), ""},
+		{"str of a missing claim is empty", c.str("missing"), ""},
+		{"boolean reads true", c.boolean("t"), true},
+		{"boolean reads the string true", c.boolean("ts"), true},
+		{"boolean of another string is false", c.boolean("fs"), false},
+		{"boolean of a number is false", c.boolean("n"), false},
+		{"strings keeps the strings of a list", c.strings("l"), []string{"a", "b"}},
+		{"strings of one string is a list of it", c.strings("one"), []string{"solo"}},
+		{"strings of an empty string is nil", c.strings("empty"), []string(nil)},
+		{"strings of a number is nil", c.strings("n"), []string(nil)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			switch want := tc.want.(type) {
+			case []string:
+				if got := tc.got.([]string); !slices.Equal(got, want) || (got == nil) != (want == nil) {
+					t.Fatalf("got %#v, want %#v", got, want)
+				}
+			default:
+				if tc.got != tc.want {
+					t.Fatalf("got %#v, want %#v", tc.got, tc.want)
+				}
+			}
+		})
+	}
+}
+
+func TestRenderTurnsClaimsIntoHeaderValues(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		v    any
+		want string
+	}{
+		{"a string is itself", "engineering", "engineering"},
+		{"an empty string is empty", "", ""},
+		{"nil is empty", nil, ""},
+		{"true is true", true, "true"},
+		{"false is false", false, "false"},
+		{"an integral number has no decimals", float64(42), "42"},
+		{"a fraction keeps its decimals", 2.5, "2.5"},
+		{"a negative number keeps its sign", float64(-7), "-7"},
+		{"a large number is not in exponent form", 1e21, "1000000000000000000000"},
+		{"a list of scalars is joined with commas", []any{"a", float64(1), true, nil}, "a,1,true,"},
+		{"an empty list is empty", []any{}, ""},
+		{"an object is compact JSON with sorted keys", map[string]any{"b": float64(2), "a": "x"}, `{"a":"x","b":2}`},
+		{"a list of objects joins their JSON", []any{map[string]any{"a": float64(1)}, map[string]any{"b": float64(2)}}, `{"a":1},{"b":2}`},
+		{"a nested list is flattened with commas", []any{[]any{"a", "b"}, "c"}, "a,b,c"},
+		{"CR and LF are replaced by spaces", "a\r\nX-Evil: 1", "a  X-Evil: 1"},
+		{"tab, NUL and DEL are replaced by spaces", "a\tb\x00c\x7fd", "a b c d"},
+		{"control characters in list elements are replaced", []any{"a\nb", "c"}, "a b,c"},
+		{"control characters in an object are escaped by JSON", map[string]any{"k": "a\nb"}, `{"k":"a\nb"}`},
+		{"non-ASCII text is kept", "Ängström ✓", "Ängström ✓"},
+		{"a Go integer (not from JSON) is rendered as JSON", 7, "7"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := render(tc.v); got != tc.want {
+				t.Fatalf("render(%#v) = %q, want %q", tc.v, got, tc.want)
+			}
+		})
+	}
+}
