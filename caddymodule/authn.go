@@ -96,9 +96,10 @@ func (h *Handler) currentSession(w http.ResponseWriter, r *http.Request) *Sessio
 	return s
 }
 
-// writeSession seals s into the session cookie(s), valid until s.Expires.
-func (h *Handler) writeSession(w http.ResponseWriter, r *http.Request, s *Session) {
-	h.jar.setChunked(w, r, h.jar.base, h.sealer.seal(purposeSession, s.marshal(), s.Expires), s.Expires)
+// writeSession seals s into the session cookie(s), valid until s.Expires. It reports false,
+// writing nothing, when the session is too large for the cookies a browser keeps.
+func (h *Handler) writeSession(w http.ResponseWriter, r *http.Request, s *Session) bool {
+	return h.jar.setChunked(w, r, h.jar.base, h.sealer.seal(purposeSession, s.marshal(), s.Expires), s.Expires)
 }
 
 func (h *Handler) needsRefresh(s *Session, now time.Time) bool {

@@ -278,7 +278,9 @@ func (h *Handler) identify(ctx context.Context, d *discovered, idt *oidc.IDToken
 	if h.imp != nil {
 		mapping = h.imp.mapping
 	}
-	id.imp, _ = mapping.detect(c)
+	if imp, impersonated := mapping.detect(c); impersonated {
+		id.imp = imp
+	}
 	return id, nil, ""
 }
 
@@ -344,7 +346,13 @@ func (h *Handler) issueSession(w http.ResponseWriter, r *http.Request, s *Sessio
 	if s.Impersonated {
 		h.stashOwnSession(w, r, s)
 	}
-	h.writeSession(w, r, s)
+	if !h.writeSession(w, r, s) {
+		e := entryFor(s)
+		e.Reason = "session too large for cookies"
+		h.event(evLoginFailed, r, e)
+		h.writeError(w, r, errSessionTooLarge)
+		return
+	}
 	if s.Impersonated {
 		h.event(evImpersonationStarted, r, entryFor(s))
 	} else {

@@ -113,7 +113,9 @@ func (h *Handler) stashOwnSession(w http.ResponseWriter, r *http.Request, imp *S
 		h.jar.clearChunked(w, r, h.jar.stashName())
 		return
 	}
-	h.jar.setChunked(w, r, h.jar.stashName(), h.sealer.seal(purposeStash, cur.marshal(), cur.Expires), cur.Expires)
+	if !h.jar.setChunked(w, r, h.jar.stashName(), h.sealer.seal(purposeStash, cur.marshal(), cur.Expires), cur.Expires) {
+		h.jar.clearChunked(w, r, h.jar.stashName())
+	}
 }
 
 // serveImpersonationEnd ends an impersonated session and restores the stashed one, if any.

@@ -20,10 +20,11 @@ type cookieJar struct {
 	domain   string
 	secure   bool
 	sameSite http.SameSite
+	now      func() time.Time // the handler's clock, for Max-Age
 }
 
-func newCookieJar(c *CookieConfig) cookieJar {
-	j := cookieJar{base: c.Name, domain: c.Domain, secure: !c.Insecure}
+func newCookieJar(c *CookieConfig, now func() time.Time) cookieJar {
+	j := cookieJar{base: c.Name, domain: c.Domain, secure: !c.Insecure, now: now}
 	switch c.SameSite {
 	case "strict":
 		j.sameSite = http.SameSiteStrictMode
@@ -34,7 +35,7 @@ func newCookieJar(c *CookieConfig) cookieJar {
 	}
 	if j.secure && j.domain == "" {
 		// A host-only Secure cookie takes the __Host- prefix, so a sibling subdomain cannot plant one.
-		j.base = "__Host-" + strings.TrimLeft(c.Name, "_")
+		j.base = "__Host-" + strings.TrimLeft(strings.TrimPrefix(c.Name, "__Host-"), "_")
 	}
 	return j
 }
@@ -57,7 +58,7 @@ func (j cookieJar) cookie(name, value string, expires time.Time, sameSite http.S
 	}
 	if !expires.IsZero() {
 		c.Expires = expires.UTC()
-		c.MaxAge = int(time.Until(expires).Seconds())
+		c.MaxAge = int(expires.Sub(j.now()).Seconds())
 		if c.MaxAge <= 0 {
 			c.MaxAge = 1
 		}
@@ -79,11 +80,15 @@ func (j cookieJar) clear(w http.ResponseWriter, name string) {
 
 // setChunked writes value under name, split into name_0, name_1, ... when it is too long for
 // one cookie, and clears whichever of those the request still carries and no longer apply.
-func (j cookieJar) setChunked(w http.ResponseWriter, r *http.Request, name, value string, expires time.Time) {
+// A value longer than maxChunks chunks is not written (it could never be read back): ok is false.
+func (j cookieJar) setChunked(w http.ResponseWriter, r *http.Request, name, value string, expires time.Time) (ok bool) {
+	if len(value) > maxChunks*chunkSize {
+		return false
+	}
 	if len(value) <= chunkSize {
 		j.set(w, name, value, expires, j.sameSite)
 		j.clearChunksFrom(w, r, name, 0)
-		return
+		return true
 	}
 	n := 0
 	for ; len(value) > 0; n++ {
@@ -95,6 +100,7 @@ func (j cookieJar) setChunked(w http.ResponseWriter, r *http.Request, name, valu
 		j.clear(w, name)
 	}
 	j.clearChunksFrom(w, r, name, n)
+	return true
 }
 
 // clearChunked clears name and every chunk of it the request carries.

@@ -47,11 +47,15 @@ func TestNewCookieJarNamesAndAttributes(t *testing.T) {
 			cookieJar{base: "_oidc_auth", secure: false, sameSite: http.SameSiteLaxMode}},
 		{"same_site strict is kept", CookieConfig{Name: "_oidc_auth", SameSite: "strict"},
 			cookieJar{base: "__Host-oidc_auth", secure: true, sameSite: http.SameSiteStrictMode}},
+		{"a name that already carries __Host- is not prefixed twice", CookieConfig{Name: "__Host-sess"},
+			cookieJar{base: "__Host-sess", secure: true, sameSite: http.SameSiteLaxMode}},
 		{"same_site none is kept", CookieConfig{Name: "_oidc_auth", SameSite: "none"},
 			cookieJar{base: "__Host-oidc_auth", secure: true, sameSite: http.SameSiteNoneMode}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := newCookieJar(&tc.cfg); got != tc.want {
+			got := newCookieJar(&tc.cfg, time.Now)
+			if got.base != tc.want.base || got.domain != tc.want.domain || got.secure != tc.want.secure ||
+				got.sameSite != tc.want.sameSite {
 				t.Fatalf("newCookieJar(%+v) = %+v, want %+v", tc.cfg, got, tc.want)
 			}
 		})
@@ -59,7 +63,7 @@ func TestNewCookieJarNamesAndAttributes(t *testing.T) {
 }
 
 func TestTheModuleCookiesAllShareTheSessionCookiesName(t *testing.T) {
-	j := newCookieJar(&CookieConfig{Name: "_oidc_auth"})
+	j := newCookieJar(&CookieConfig{Name: "_oidc_auth"}, time.Now)
 	for _, tc := range []struct{ got, want string }{
 		{j.attemptPrefix(), "__Host-oidc_auth_att_"},
 		{j.confirmName(), "__Host-oidc_auth_confirm"},
@@ -86,7 +90,7 @@ func TestSetCookieAttributes(t *testing.T) {
 			"_oidc_auth=v; Path=/; HttpOnly; SameSite=Strict"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			j := newCookieJar(&tc.cfg)
+			j := newCookieJar(&tc.cfg, time.Now)
 			rec := httptest.NewRecorder()
 			j.set(rec, j.base, "v", expires, j.sameSite)
 			h := rec.Header().Values("Set-Cookie")
@@ -111,7 +115,7 @@ func TestSetCookieAttributes(t *testing.T) {
 }
 
 func TestALongValueIsWrittenInChunksAndReadBack(t *testing.T) {
-	j := newCookieJar(&CookieConfig{Name: "_oidc_auth"})
+	j := newCookieJar(&CookieConfig{Name: "_oidc_auth"}, time.Now)
 	value := strings.Repeat("a", chunkSize) + strings.Repeat("b", chunkSize) + "tail"
 	rec := httptest.NewRecorder()
 	j.setChunked(rec, requestWithCookies(), j.base, value, time.Now().Add(time.Hour))
@@ -180,7 +184,7 @@ func TestReadChunked(t *testing.T) {
 }
 
 func TestWritingClearsTheChunksThatNoLongerApply(t *testing.T) {
-	j := newCookieJar(&CookieConfig{Name: "_oidc_auth"})
+	j := newCookieJar(&CookieConfig{Name: "_oidc_auth"}, time.Now)
 	long := strings.Repeat("l", 2*chunkSize+1)
 	mid := strings.Repeat("m", chunkSize+1)
 	for _, tc := range []struct {
@@ -324,5 +328,29 @@ func TestWithoutOwnCookiesRemovesOnlyTheModulesCookies(t *testing.T) {
 				t.Fatalf("withoutOwnCookies(%q) = (%q, %v), want (%q, %v)", tc.lines, got, changed, tc.want, tc.wantChanged)
 			}
 		})
+	}
+}
+
+func TestSetChunkedRefusesAValueTooLargeToReadBack(t *testing.T) {
+	j := newCookieJar(&CookieConfig{Name: "_oidc_auth"}, time.Now)
+	rec := httptest.NewRecorder()
+	r := httptest.NewRequest(http.MethodGet, "/", nil)
+	if j.setChunked(rec, r, j.base, strings.Repeat("a", maxChunks*chunkSize+1), time.Now().Add(time.Hour)) {
+		t.Fatal("a value over maxChunks chunks was written")
+	}
+	if n := len(rec.Result().Cookies()); n != 0 {
+		t.Errorf("%d cookies set for a value that was refused", n)
+	}
+	if !j.setChunked(rec, r, j.base, strings.Repeat("a", maxChunks*chunkSize), time.Now().Add(time.Hour)) {
+		t.Error("a value of exactly maxChunks chunks was refused")
+	}
+}
+
+func TestMaxAgeFollowsTheHandlersClock(t *testing.T) {
+	now := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	j := newCookieJar(&CookieConfig{Name: "_oidc_auth"}, func() time.Time { return now })
+	c := j.cookie("x", "v", now.Add(90*time.Second), http.SameSiteLaxMode)
+	if c.MaxAge != 90 {
+		t.Errorf("Max-Age %d, want 90", c.MaxAge)
 	}
 }

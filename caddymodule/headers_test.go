@@ -300,7 +300,7 @@ func hotPathHandler(tb testing.TB) *Handler {
 		Unauthenticated: "redirect",
 		Headers:         &HeadersConfig{Claims: []HeaderClaim{{Claim: "department", Header: "X-Department"}}},
 		sealer:          unitSealer(tb, unitSecretNew),
-		jar:             newCookieJar(&CookieConfig{Name: "_oidc_auth"}),
+		jar:             newCookieJar(&CookieConfig{Name: "_oidc_auth"}, time.Now),
 		prefix:          "/oauth2/",
 		now:             func() time.Time { return unitNow },
 		logger:          zap.NewNop(),

@@ -160,7 +160,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	h.stateKey = deriveKey(h.SessionSecrets[0], "caddy-oidc-auth state v1")
 	h.signedKey = deriveKey(h.SessionSecrets[0], "caddy-oidc-auth impersonation state v1")
-	h.jar = newCookieJar(h.Cookie)
+	h.jar = newCookieJar(h.Cookie, func() time.Time { return h.now() })
 	h.prefix = endpointPrefix(h.RedirectURI)
 	if h.allow, err = newAllowPolicy(h.Allow); err != nil {
 		return fmt.Errorf("oidc_auth allow: %w", err)

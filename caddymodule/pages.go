@@ -58,6 +58,8 @@ var (
 		"You are signed in, but this site does not admit your account.", ""}
 	errImpersonationRefused = &pageError{http.StatusForbidden, "impersonation_refused", "Impersonation refused",
 		"This site does not accept this impersonated sign-in.", ""}
+	errSessionTooLarge = &pageError{http.StatusBadGateway, "session_too_large", "Sign-in could not be completed",
+		"The identity provider sent more about this account than fits in a session (too many groups or claims?).", ""}
 	errUnauthenticated = &pageError{http.StatusUnauthorized, "unauthenticated", "Sign-in required",
 		"You need to sign in to use this site.", ""}
 	errMethod = &pageError{http.StatusMethodNotAllowed, "method_not_allowed", "Not allowed",
