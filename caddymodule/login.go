@@ -2,7 +2,6 @@ package caddymodule
 
 import (
 	"crypto/hkdf"
-	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -26,51 +25,28 @@ const (
 	maxParamLen = 16 << 10
 )
 
-// A state the module mints is self-authenticating, so the callback can tell its own states
-// from foreign ones even when the attempt's cookie is gone:
-//
-//	base64url( issued unix seconds (8) | random id (12) | HMAC-SHA256(state key, first 20)[:16] )
-//
-// The attempt cookie is named after the random id, so parallel tabs never clash.
-const (
-	stateRawLen = 8 + 12 + 16
-	stateLen    = (stateRawLen*8 + 5) / 6
-)
+// A state the module mints is a MAC token (mactoken.go), so the callback can tell its own
+// states from foreign ones even when the attempt's cookie is gone. The attempt cookie is
+// named after the token's random part, so parallel tabs never clash.
+var stateLen = macTokenLen(0)
 
 type stateInfo struct {
 	issued time.Time
-	id     string // base64url of the random id: the attempt cookie's suffix
+	id     string // base64url of the random part: the attempt cookie's suffix
 }
 
 func (h *Handler) mintState(now time.Time) (string, stateInfo) {
-	var raw [stateRawLen]byte
-	binary.BigEndian.PutUint64(raw[:8], uint64(now.Unix()))
-	_, _ = rand.Read(raw[8:20])
-	mac := hmac.New(sha256.New, h.stateKey)
-	mac.Write(raw[:20])
-	copy(raw[20:], mac.Sum(nil))
-	return base64.RawURLEncoding.EncodeToString(raw[:]),
-		stateInfo{issued: now.Truncate(time.Second), id: base64.RawURLEncoding.EncodeToString(raw[8:20])}
+	state, random := mintMACToken(h.stateKey, now, nil)
+	return state, stateInfo{issued: now.Truncate(time.Second), id: base64.RawURLEncoding.EncodeToString(random)}
 }
 
 // parseState reports whether state is one the module minted, and what it says.
 func (h *Handler) parseState(state string) (stateInfo, bool) {
-	if len(state) != stateLen {
+	issued, random, _, ok := openMACToken(h.stateKey, state, 0)
+	if !ok {
 		return stateInfo{}, false
 	}
-	raw, err := base64.RawURLEncoding.DecodeString(state)
-	if err != nil || len(raw) != stateRawLen {
-		return stateInfo{}, false
-	}
-	mac := hmac.New(sha256.New, h.stateKey)
-	mac.Write(raw[:20])
-	if !hmac.Equal(mac.Sum(nil)[:16], raw[20:]) {
-		return stateInfo{}, false
-	}
-	return stateInfo{
-		issued: time.Unix(int64(binary.BigEndian.Uint64(raw[:8])), 0),
-		id:     base64.RawURLEncoding.EncodeToString(raw[8:20]),
-	}, true
+	return stateInfo{issued: issued, id: base64.RawURLEncoding.EncodeToString(random)}, true
 }
 
 // attempt is one login in progress, sealed in its own cookie.

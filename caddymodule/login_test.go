@@ -1,10 +1,8 @@
 package caddymodule
 
 import (
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
-	"encoding/binary"
 	"strings"
 	"testing"
 	"time"
@@ -141,7 +139,7 @@ func TestAStateThatIsNotOursIsRefused(t *testing.T) {
 		{"an empty state is not ours", h, ""},
 		{"a provider's own state is not ours", h, "eyJyZXR1cm5UbyI6Ii8ifQ"},
 		{"punctuation of the right length is not ours", h, strings.Repeat("!", stateLen)},
-		{"zero bytes of the right length are not ours", h, base64.RawURLEncoding.EncodeToString(make([]byte, stateRawLen))},
+		{"zero bytes of the right length are not ours", h, base64.RawURLEncoding.EncodeToString(make([]byte, 8+macTokenRandom+macTokenTag))},
 		{"a signed impersonation state is not a login state", h, "i." + strings.Repeat("A", 59)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -154,13 +152,9 @@ func TestAStateThatIsNotOursIsRefused(t *testing.T) {
 
 // mintSignedState builds a signed impersonation state as serveMintState does, for minter.
 func mintSignedState(h *Handler, issued time.Time, minter string) (string, []byte) {
-	var raw [signedStateRaw]byte
-	binary.BigEndian.PutUint64(raw[:8], uint64(issued.Unix()))
-	_, _ = rand.Read(raw[8:20])
 	sum := sha256.Sum256([]byte(minter))
-	copy(raw[20:28], sum[:8])
-	copy(raw[28:], h.signedStateMAC(raw[:28]))
-	return "i." + base64.RawURLEncoding.EncodeToString(raw[:]), raw[:]
+	token, random := mintMACToken(h.signedKey, issued, sum[:signedStateBound])
+	return "i." + token, random
 }
 
 // A signed state is single use: the store remembers the state string. So only its one
