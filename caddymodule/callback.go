@@ -367,8 +367,7 @@ func (h *Handler) sendOn(w http.ResponseWriter, r *http.Request, path string) {
 	path = safeReturnTo(path, "/")
 	w.Header().Set("Cache-Control", "no-store")
 	if h.jar.sameSite == http.SameSiteStrictMode {
-		w.Header().Set("Refresh", "0; url="+path)
-		h.writePage(w, http.StatusOK, "error.html", pageData{Title: "Signed in", Message: "You are signed in."})
+		h.continueTo(w, path, "Signed in", "You are signed in.")
 		return
 	}
 	http.Redirect(w, r, path, http.StatusSeeOther)

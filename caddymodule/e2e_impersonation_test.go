@@ -624,7 +624,7 @@ func TestImpersonationReplayIsRefused(t *testing.T) {
 		if res.status != http.StatusForbidden {
 			t.Fatalf("replay: %d %.300s", res.status, res.body)
 		}
-		h.impAudit(evImpersonationDenied, map[string]string{"reason": "code replayed"})
+		h.impAudit(evImpersonationDenied, map[string]string{"reason": "replayed"})
 		if res := h.browse(loc.String()); res.status != http.StatusForbidden {
 			t.Errorf("replay in the same browser: %d", res.status)
 		}

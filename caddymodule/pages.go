@@ -69,6 +69,7 @@ var (
 type pageData struct {
 	Title, Message, Detail string
 	Retry                  string // URL of "sign in again"; empty = none
+	Next                   string // URL of "continue"; empty = none
 	Nonce                  string
 	Action                 string
 	Host, Target           string
@@ -86,6 +87,13 @@ func (h *Handler) writeError(w http.ResponseWriter, r *http.Request, e *pageErro
 		d.Retry = h.startURL("/")
 	}
 	h.writePage(w, e.Status, "error.html", d)
+}
+
+// continueTo answers with a page that moves the browser on to target (a same-origin URL) by
+// itself: a navigation of its own, not a redirect of the request that got here.
+func (h *Handler) continueTo(w http.ResponseWriter, target, title, message string) {
+	w.Header().Set("Refresh", "0; url="+target)
+	h.writePage(w, http.StatusOK, "error.html", pageData{Title: title, Message: message, Next: target})
 }
 
 // startURL is the module's start endpoint returning to rd.

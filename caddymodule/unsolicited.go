@@ -11,7 +11,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/coreos/go-oidc/v3/oidc"
 	"golang.org/x/oauth2"
 )
 
@@ -34,7 +33,7 @@ func (h *Handler) completeUnsolicited(w http.ResponseWriter, r *http.Request, pa
 		deny(auditEntry{}, "iss parameter names another issuer")
 		return
 	}
-	if reason := h.checkUnsolicitedState(r.Context(), params.Get("state"), now); reason != "" {
+	if reason := h.checkUnsolicitedState(params.Get("state"), now); reason != "" {
 		deny(auditEntry{}, reason)
 		return
 	}
@@ -53,18 +52,32 @@ func (h *Handler) completeUnsolicited(w http.ResponseWriter, r *http.Request, pa
 		h.writeError(w, r, perr)
 		return
 	}
-	var idt *oidc.IDToken
+	// The ID token is what binds the response to this client (aud), says when it was made
+	// (freshness) and, for posted tokens, vouches for the access token (at_hash). Without one,
+	// an access token leaked from any application of the tenant would be enough.
 	raw, _ := tok.Extra("id_token").(string)
-	if raw != "" {
-		if idt, reason = h.verifyIDToken(ctx, d, raw, now); idt == nil {
-			deny(auditEntry{}, reason)
-			return
-		}
-		if idt.Nonce != "" {
-			// Nobody asked for this response, so it cannot carry a nonce of ours.
-			deny(auditEntry{Subject: idt.Subject}, "ID token carries a nonce")
-			return
-		}
+	if raw == "" {
+		deny(auditEntry{}, "no ID token (the impersonation scope must include openid)")
+		return
+	}
+	idt, reason := h.verifyIDToken(ctx, d, raw, now)
+	if idt == nil {
+		deny(auditEntry{}, reason)
+		return
+	}
+	if idt.Nonce != "" {
+		// Nobody asked for this response, so it cannot carry a nonce of ours.
+		deny(auditEntry{Subject: idt.Subject}, "ID token carries a nonce")
+		return
+	}
+	// An ID token that names its access token (at_hash, which OpenID Connect requires beside
+	// tokens in a response) must name this one. Whether Auth0 sends it with impersonation
+	// tokens is not documented, so its absence is tolerated: aud, freshness, the replay cache
+	// and the userinfo sub check still bind the access token to this sign-in.
+	posted := params.Get("code") == ""
+	if posted && idt.AccessTokenHash != "" && idt.VerifyAccessToken(tok.AccessToken) != nil {
+		deny(auditEntry{Subject: idt.Subject}, "access token is not the one the ID token vouches for (at_hash)")
+		return
 	}
 	if d.userinfoURL == "" || tok.AccessToken == "" {
 		deny(auditEntry{}, "no access token for userinfo")
@@ -72,7 +85,7 @@ func (h *Handler) completeUnsolicited(w http.ResponseWriter, r *http.Request, pa
 	}
 	id, perr, reason := h.identify(ctx, d, idt, tok.AccessToken)
 	if perr != nil {
-		h.event(evImpersonationDenied, r, auditEntry{Reason: reason})
+		h.event(evImpersonationDenied, r, auditEntry{Subject: idt.Subject, Reason: reason})
 		h.writeError(w, r, perr)
 		return
 	}
@@ -82,21 +95,15 @@ func (h *Handler) completeUnsolicited(w http.ResponseWriter, r *http.Request, pa
 		h.bounce(w, r, e, h.imp.landing)
 		return
 	}
-	if idt != nil {
-		// A response is as old as its oldest evidence: a code exchanged late still yields a
-		// fresh iat, while auth_time says when the link was followed.
-		issued := idt.IssuedAt
-		if at, ok := id.claims["auth_time"].(float64); ok && time.Unix(int64(at), 0).Before(issued) {
-			issued = time.Unix(int64(at), 0)
-		}
-		if now.Sub(issued) > h.imp.maxAge {
-			deny(entryForIdentity(id), "response is stale")
-			return
-		}
-		if ok, _ := h.store.Claim(ctx, "idtoken\x00"+tokenHash(raw), idt.Expiry); !ok {
-			deny(entryForIdentity(id), "ID token replayed")
-			return
-		}
+	// A response is as old as its oldest evidence: a code exchanged late still yields a fresh
+	// iat, while auth_time says when the link was followed.
+	issued := idt.IssuedAt
+	if at, ok := id.claims["auth_time"].(float64); ok && time.Unix(int64(at), 0).Before(issued) {
+		issued = time.Unix(int64(at), 0)
+	}
+	if now.Sub(issued) > h.imp.maxAge {
+		deny(entryForIdentity(id), "response is stale")
+		return
 	}
 	if h.imp.stateMode == stateSigned && !h.signedStateMatches(params.Get("state"), id.imp) {
 		deny(entryForIdentity(id), "signed state was minted for another impersonator")
@@ -110,6 +117,12 @@ func (h *Handler) completeUnsolicited(w http.ResponseWriter, r *http.Request, pa
 		deny(entryForIdentity(id), "target not admitted: "+why)
 		return
 	}
+	// Only a response that passed everything takes room in the replay store, so garbage
+	// cannot fill it.
+	if why := h.claimOnce(ctx, params.Get("code"), raw, idt.Expiry, tok.AccessToken, params.Get("state")); why != "" {
+		deny(entryForIdentity(id), why)
+		return
+	}
 	s := h.newSession(id, tok, raw, "", now)
 	if h.imp.confirm {
 		h.askConfirmation(w, r, s)
@@ -119,16 +132,15 @@ func (h *Handler) completeUnsolicited(w http.ResponseWriter, r *http.Request, pa
 }
 
 // unsolicitedTokens redeems the code (client secret, no PKCE: nothing was challenged) or
-// takes the tokens posted to the callback. Each code is redeemed once: a replay is refused
-// here even before the provider would.
+// takes the tokens posted to the callback.
 func (h *Handler) unsolicitedTokens(ctx context.Context, d *discovered, r *http.Request, params url.Values, now time.Time) (*oauth2.Token, *pageError, string) {
 	if code := params.Get("code"); code != "" {
-		if ok, _ := h.store.Claim(ctx, "code\x00"+tokenHash(code), now.Add(attemptTTL)); !ok {
-			return nil, errImpersonationRefused, "code replayed"
-		}
 		tok, perr := h.exchange(ctx, d, r, code)
+		if perr == errUnreachable {
+			return nil, perr, "provider unreachable"
+		}
 		if perr != nil {
-			return nil, perr, "code exchange failed"
+			return nil, errImpersonationRefused, "code refused by the provider (replayed or expired): " + perr.Detail
 		}
 		return tok, nil, ""
 	}
@@ -143,16 +155,36 @@ func (h *Handler) unsolicitedTokens(ctx context.Context, d *discovered, r *http.
 	if secs, err := strconv.Atoi(params.Get("expires_in")); err == nil && secs > 0 {
 		tok.Expiry = now.Add(time.Duration(secs) * time.Second)
 	}
-	if at != "" {
-		if ok, _ := h.store.Claim(ctx, "accesstoken\x00"+tokenHash(at), now.Add(24*time.Hour)); !ok {
-			return nil, errImpersonationRefused, "access token replayed"
-		}
-	}
 	return tok.WithExtra(map[string]any{"id_token": it}), nil, ""
 }
 
+// claimOnce records a verified response in the replay store: its code (the provider refuses
+// a second exchange too), its ID token, a posted access token, and a signed state. It returns
+// why the response was seen before, or "".
+func (h *Handler) claimOnce(ctx context.Context, code, idToken string, idExpiry time.Time, accessToken, state string) string {
+	if code != "" {
+		if ok, _ := h.store.Claim(ctx, "code\x00"+tokenHash(code), h.now().Add(attemptTTL)); !ok {
+			return "code replayed"
+		}
+	}
+	if ok, _ := h.store.Claim(ctx, "idtoken\x00"+tokenHash(idToken), idExpiry); !ok {
+		return "ID token replayed"
+	}
+	if code == "" {
+		if ok, _ := h.store.Claim(ctx, "accesstoken\x00"+tokenHash(accessToken), idExpiry); !ok {
+			return "access token replayed"
+		}
+	}
+	if h.imp.stateMode == stateSigned {
+		if ok, _ := h.store.Claim(ctx, "state\x00"+state, h.now().Add(signedStateTTL+maxIssuedAtSkew)); !ok {
+			return "signed state already used"
+		}
+	}
+	return ""
+}
+
 // checkUnsolicitedState applies the state policy; it returns why the state fails, or "".
-func (h *Handler) checkUnsolicitedState(ctx context.Context, state string, now time.Time) string {
+func (h *Handler) checkUnsolicitedState(state string, now time.Time) string {
 	switch h.imp.stateMode {
 	case stateFixed:
 		if subtle.ConstantTimeCompare([]byte(state), []byte(h.imp.stateValue)) != 1 {
@@ -166,9 +198,6 @@ func (h *Handler) checkUnsolicitedState(ctx context.Context, state string, now t
 		if now.Sub(info.issued) > signedStateTTL || info.issued.After(now.Add(maxIssuedAtSkew)) {
 			return "signed state expired"
 		}
-		if ok, _ := h.store.Claim(ctx, "state\x00"+state, info.issued.Add(signedStateTTL)); !ok {
-			return "signed state already used"
-		}
 	}
 	return ""
 }
@@ -178,6 +207,12 @@ func (h *Handler) checkUnsolicitedState(ctx context.Context, state string, now t
 // own, so a browser without cookies ends on the "could not be completed" page, not in a loop.
 func (h *Handler) bounce(w http.ResponseWriter, r *http.Request, e auditEntry, landing string) {
 	h.event(evUnsolicitedBounced, r, e)
+	if r.Method == http.MethodPost {
+		// The redirects that answer a form post are bound by the posting page's form-action
+		// (the relay page allows only 'self'), so the fresh login starts from a page of its own.
+		h.continueTo(w, h.startURL(landing), "Signing in", "Continuing to sign-in…")
+		return
+	}
 	h.startLogin(w, r, landing)
 }
 

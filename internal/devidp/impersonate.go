@@ -203,7 +203,7 @@ func (s *Server) handleFollowLink(w http.ResponseWriter, r *http.Request) {
 		s.deliver(w, r, l.Callback, l.ResponseMode, withState([]param{{"code", s.issueCode(g)}}, l.State))
 		return
 	}
-	ts, err := s.issueTokens(g, issueOpts{idToken: hasScope(l.Scope, "openid")})
+	ts, err := s.issueTokens(g, issueOpts{idToken: hasScope(l.Scope, "openid"), atHash: hasScope(l.Scope, "openid")})
 	if err != nil {
 		oauthError(w, http.StatusInternalServerError, "server_error", "The provider could not issue tokens.")
 		return

@@ -1,0 +1,72 @@
+package caddymodule
+
+import (
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+)
+
+// Tests of attacks on the unsolicited path found in review: posted tokens that are not one
+// sign-in's own, and a bounce from a form post.
+
+// impFragment mints a response-type-token link and returns its fragment's fields.
+func (h *harness) impFragment(user, impersonator string) url.Values {
+	h.t.Helper()
+	loc := h.impCallback(h.impLink(user, impersonator, impParams{ResponseType: "token", Scope: "openid profile email"}))
+	fields, err := url.ParseQuery(loc.EscapedFragment())
+	if err != nil || fields.Get("access_token") == "" || fields.Get("id_token") == "" {
+		h.t.Fatalf("no tokens in %s", loc.Redacted())
+	}
+	return fields
+}
+
+func TestUnsolicitedPostedTokensMustBeOneSignInsOwn(t *testing.T) {
+	t.Run("an access token alone, without an ID token, is refused", func(t *testing.T) {
+		h := newHarness(t, withImpersonation(map[string]any{"confirm": false}), nil)
+		f := h.impFragment("alice", "admin")
+		res := h.postForm("/oauth2/callback", url.Values{"access_token": {f.Get("access_token")}, "token_type": {"Bearer"}})
+		if res.status != http.StatusForbidden {
+			t.Fatalf("access token alone: %d %.200s", res.status, res.body)
+		}
+		h.impAudit(evImpersonationDenied, map[string]string{"reason": "no ID token"})
+		h.impNoSession()
+	})
+	t.Run("an ID token with another sign-in's access token is refused (at_hash)", func(t *testing.T) {
+		h := newHarness(t, withImpersonation(map[string]any{"confirm": false}), nil)
+		first, second := h.impFragment("alice", "admin"), h.impFragment("alice", "admin")
+		res := h.postForm("/oauth2/callback", url.Values{
+			"id_token": {first.Get("id_token")}, "access_token": {second.Get("access_token")}, "token_type": {"Bearer"},
+		})
+		if res.status != http.StatusForbidden {
+			t.Fatalf("mixed tokens: %d %.200s", res.status, res.body)
+		}
+		h.impAudit(evImpersonationDenied, map[string]string{"reason": "at_hash"})
+		h.impNoSession()
+		// Nothing of a refused response is remembered: the genuine pair still works.
+		if _, ok := h.postForm("/oauth2/callback", second).echo(); !ok {
+			t.Error("the genuine response was refused after a forged one used its access token")
+		}
+	})
+}
+
+func TestABounceFromAFormPostContinuesWithAPageOfItsOwn(t *testing.T) {
+	// The relay page's CSP (form-action 'self') would block a redirect to the provider that
+	// answered its form post, so the bounce must be a new navigation.
+	h := newHarness(t, nil, nil)
+	h.impLink("alice", "admin", impParams{}) // the provider accepts the client
+	f := url.Values{"access_token": {"x"}, "id_token": {"y.z.w"}}
+	req, _ := http.NewRequest(http.MethodPost, h.siteURL+"/oauth2/callback", strings.NewReader(f.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Accept", "text/html")
+	resp, err := h.noRedirects().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("Refresh") != "0; url=/oauth2/start?rd=%2F" {
+		t.Fatalf("bounce of a form post: %d, Location %q, Refresh %q", resp.StatusCode,
+			resp.Header.Get("Location"), resp.Header.Get("Refresh"))
+	}
+	h.impAudit(evUnsolicitedBounced, map[string]string{"reason": "impersonation is not enabled"})
+}
