@@ -121,7 +121,14 @@ func (h *Handler) refresh(r *http.Request, s *Session) error {
 	if err != nil || !ok {
 		return errRefreshBusy
 	}
-	defer unlock()
+	// After a success the lock is left to expire: requests still carrying the old cookie must
+	// not spend the old refresh token again (providers that rotate them revoke on reuse).
+	renewed := false
+	defer func() {
+		if !renewed {
+			unlock()
+		}
+	}()
 	d, err := h.provider.get()
 	if err != nil {
 		return err
@@ -156,6 +163,7 @@ func (h *Handler) refresh(r *http.Request, s *Session) error {
 	if s.TokenAudience != "" && !h.verifiesForAudience(ctx, d, tok.AccessToken) {
 		s.TokenAudience = ""
 	}
+	renewed = true
 	return nil
 }
 

@@ -24,7 +24,9 @@ type Store interface {
 type memoryStore struct {
 	seed   maphash.Seed
 	shards [32]memoryShard
-	now    func() time.Time
+	// Locks live apart from claims, so a full replay cache never blocks a refresh.
+	locks [32]memoryShard
+	now   func() time.Time
 }
 
 type memoryShard struct {
@@ -40,6 +42,7 @@ func newMemoryStore() *memoryStore {
 	s := &memoryStore{seed: maphash.MakeSeed(), now: time.Now}
 	for i := range s.shards {
 		s.shards[i].entries = make(map[string]time.Time)
+		s.locks[i].entries = make(map[string]time.Time)
 	}
 	return s
 }
@@ -48,18 +51,22 @@ func (s *memoryStore) shard(key string) *memoryShard {
 	return &s.shards[maphash.String(s.seed, key)%uint64(len(s.shards))]
 }
 
+func (s *memoryStore) lockShard(key string) *memoryShard {
+	return &s.locks[maphash.String(s.seed, key)%uint64(len(s.locks))]
+}
+
 func (s *memoryStore) Claim(_ context.Context, key string, expires time.Time) (bool, error) {
 	return s.shard(key).take(key, expires, s.now())
 }
 
 func (s *memoryStore) TryLock(_ context.Context, key string, ttl time.Duration) (func(), bool, error) {
 	now := s.now()
-	sh := s.shard("lock\x00" + key)
-	ok, err := sh.take("lock\x00"+key, now.Add(ttl), now)
+	sh := s.lockShard(key)
+	ok, err := sh.take(key, now.Add(ttl), now)
 	if !ok || err != nil {
 		return nil, false, err
 	}
-	return func() { sh.release("lock\x00" + key) }, true, nil
+	return func() { sh.release(key) }, true, nil
 }
 
 func (sh *memoryShard) take(key string, expires, now time.Time) (bool, error) {

@@ -2,6 +2,7 @@ package caddymodule
 
 import (
 	"context"
+	"fmt"
 	"strconv"
 	"strings"
 	"sync"
@@ -238,4 +239,23 @@ func TestLoadStoreSharesOneStorePerKeyUntilReleased(t *testing.T) {
 	if c == a {
 		t.Errorf("after every user released it the store was kept")
 	}
+}
+
+func TestAFullReplayCacheDoesNotBlockRefreshLocks(t *testing.T) {
+	s := newMemoryStore()
+	now := time.Unix(1_800_000_000, 0)
+	s.now = func() time.Time { return now }
+	for i := range s.shards {
+		for j := 0; j < maxEntriesPerShard; j++ {
+			s.shards[i].entries[fmt.Sprintf("filler-%d-%d", i, j)] = now.Add(time.Hour)
+		}
+	}
+	if ok, err := s.Claim(context.Background(), "one-more", now.Add(time.Hour)); ok || err == nil {
+		t.Fatalf("a full cache took another claim: %v %v", ok, err)
+	}
+	unlock, ok, err := s.TryLock(context.Background(), "refresh\x00session", time.Minute)
+	if !ok || err != nil {
+		t.Fatalf("a full replay cache blocked a refresh lock: %v %v", ok, err)
+	}
+	unlock()
 }
