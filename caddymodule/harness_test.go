@@ -116,6 +116,9 @@ func (h *harness) load(port string, hc map[string]any) {
 	h.audit = logs
 	testHookProvisioned = func(p *Handler) {
 		p.now = h.clock.Now
+		if ms, ok := p.store.(*memoryStore); ok {
+			ms.now = h.clock.Now
+		}
 		p.audit = zap.New(core).Named("http.handlers.oidc_auth.audit")
 		h.handler = p
 	}
