@@ -35,9 +35,17 @@ type provider struct {
 
 	cur atomic.Pointer[discovered]
 
-	mu       sync.Mutex // one discovery at a time
-	lastFail time.Time
+	mu       sync.Mutex // guards what follows
+	inflight *discovery // the discovery under way, shared by every request waiting for it
+	lastFail time.Time  // when the last discovery failed (after it returned)
 	lastErr  error
+}
+
+// discovery is one attempt; done is closed when d and err are set.
+type discovery struct {
+	done chan struct{}
+	d    *discovered
+	err  error
 }
 
 // discovered is what one successful discovery yields.
@@ -56,29 +64,49 @@ func newProvider(ctx context.Context, h *Handler) *provider {
 	return &provider{h: h, ctx: oidc.ClientContext(ctx, client), client: client}
 }
 
-// get returns the discovered provider, discovering it first when needed.
+// get returns the discovered provider, discovering it first when needed. Concurrent
+// requests share one discovery; after a failure, requests fail at once for discoveryRetry.
 func (p *provider) get() (*discovered, error) {
 	if d := p.cur.Load(); d != nil {
 		return d, nil
 	}
 	p.mu.Lock()
-	defer p.mu.Unlock()
 	if d := p.cur.Load(); d != nil {
+		p.mu.Unlock()
 		return d, nil
 	}
-	now := p.h.now()
-	if p.lastErr != nil && now.Sub(p.lastFail) < discoveryRetry {
-		return nil, p.lastErr
+	if p.lastErr != nil && p.h.now().Sub(p.lastFail) < discoveryRetry {
+		err := p.lastErr
+		p.mu.Unlock()
+		return nil, err
 	}
+	call := p.inflight
+	if call == nil {
+		call = &discovery{done: make(chan struct{})}
+		p.inflight = call
+		go p.run(call)
+	}
+	p.mu.Unlock()
+	<-call.done
+	return call.d, call.err
+}
+
+// run performs one discovery and publishes its outcome.
+func (p *provider) run(call *discovery) {
 	d, err := p.discover()
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	if err != nil {
-		p.lastFail, p.lastErr = now, fmt.Errorf("%w: %v", errProviderUnreachable, err)
+		call.err = fmt.Errorf("%w: %v", errProviderUnreachable, err)
+		p.lastFail, p.lastErr = p.h.now(), call.err
 		p.h.logger.Warn("provider discovery failed", zap.Error(err))
-		return nil, p.lastErr
+	} else {
+		call.d = d
+		p.lastErr = nil
+		p.cur.Store(d)
 	}
-	p.lastErr = nil
-	p.cur.Store(d)
-	return d, nil
+	p.inflight = nil
+	close(call.done)
 }
 
 func (p *provider) discover() (*discovered, error) {

@@ -1,0 +1,76 @@
+package caddymodule
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// discoveryServer answers discovery only after release is closed, counting the requests.
+func discoveryServer(t *testing.T, fail bool) (srv *httptest.Server, hits *atomic.Int32, arrived, release chan struct{}) {
+	hits, arrived, release = new(atomic.Int32), make(chan struct{}, 16), make(chan struct{})
+	srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		arrived <- struct{}{}
+		<-release
+		if fail {
+			http.Error(w, "down", http.StatusServiceUnavailable)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`{"issuer":"` + "http://" + r.Host + `","authorization_endpoint":"http://` + r.Host +
+			`/authorize","token_endpoint":"http://` + r.Host + `/token","jwks_uri":"http://` + r.Host + `/jwks"}`))
+	}))
+	t.Cleanup(srv.Close)
+	return srv, hits, arrived, release
+}
+
+func TestConcurrentRequestsShareOneDiscovery(t *testing.T) {
+	for _, fail := range []bool{false, true} {
+		name := map[bool]string{false: "a successful discovery", true: "a failed discovery"}[fail]
+		t.Run(name+" is made once for many waiting requests", func(t *testing.T) {
+			srv, hits, arrived, release := discoveryServer(t, fail)
+			now := time.Unix(1_800_000_000, 0)
+			h := &Handler{Issuer: srv.URL, ClientID: "app", logger: zap.NewNop(), now: func() time.Time { return now }}
+			p := newProvider(context.Background(), h)
+			var wg sync.WaitGroup
+			errs := make(chan error, 8)
+			for range 8 {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					_, err := p.get()
+					errs <- err
+				}()
+			}
+			<-arrived // one discovery is under way; the other gets join it
+			close(release)
+			wg.Wait()
+			close(errs)
+			for err := range errs {
+				if (err != nil) != fail {
+					t.Errorf("a waiter got %v", err)
+				}
+			}
+			if n := hits.Load(); n != 1 {
+				t.Errorf("%d discovery requests for 8 concurrent gets, want 1", n)
+			}
+			if fail {
+				if _, err := p.get(); err == nil || hits.Load() != 1 {
+					t.Errorf("a get right after the failure asked again (%d requests) or succeeded", hits.Load())
+				}
+				now = now.Add(discoveryRetry)
+				_, _ = p.get()
+				if hits.Load() != 2 {
+					t.Errorf("after discoveryRetry, no new discovery was tried (%d requests)", hits.Load())
+				}
+			}
+		})
+	}
+}
