@@ -1,8 +1,6 @@
 package caddymodule
 
 import (
-	"go.uber.org/zap"
-
 	"context"
 	"crypto/subtle"
 	"errors"
@@ -10,9 +8,11 @@ import (
 	"mime"
 	"net/http"
 	"net/url"
+	"strings"
 	"time"
 
 	"github.com/coreos/go-oidc/v3/oidc"
+	"go.uber.org/zap"
 	"golang.org/x/oauth2"
 )
 
@@ -227,37 +227,44 @@ func (h *Handler) verifyIDToken(ctx context.Context, d *discovered, raw string, 
 	return idt, ""
 }
 
-// identify merges the ID token's claims (when there is one) with /userinfo's, whose sub must
-// be the ID token's, and reads the identity and any impersonation from them.
+// identify merges the ID token's claims with /userinfo's, whose sub must be the ID token's,
+// and reads the identity and any impersonation from them. Where both carry a claim, the
+// signed ID token's value is kept; impersonation is read from each source, and either one
+// saying so makes the login impersonated.
 func (h *Handler) identify(ctx context.Context, d *discovered, idt *oidc.IDToken, accessToken string) (*identity, *pageError, string) {
 	c := claims{}
-	if idt != nil {
-		if err := idt.Claims(&c); err != nil {
-			return nil, errBadCallback, "ID token claims do not decode"
-		}
+	if err := idt.Claims(&c); err != nil {
+		return nil, errBadCallback, "ID token claims do not decode"
 	}
+	mapping := claimMapping{mode: "auto"}
+	if h.imp != nil {
+		mapping = h.imp.mapping
+	}
+	imp, impersonated := mapping.detect(c)
 	if d.userinfoURL != "" && accessToken != "" {
 		ui, err := d.p.UserInfo(ctx, oauth2.StaticTokenSource(&oauth2.Token{AccessToken: accessToken, TokenType: "Bearer"}))
 		if err != nil {
+			if userinfoRefused(err) {
+				return nil, errBadCallback, "userinfo refused the access token"
+			}
 			h.logger.Warn("fetching userinfo", zap.Error(err))
 			return nil, errProviderFailed, "userinfo request failed"
 		}
-		if idt != nil && ui.Subject != idt.Subject {
+		if ui.Subject != idt.Subject {
 			return nil, errBadCallback, "userinfo sub differs from the ID token's"
 		}
 		var uc claims
 		if err := ui.Claims(&uc); err != nil {
 			return nil, errBadCallback, "userinfo claims do not decode"
 		}
+		if !impersonated {
+			imp, impersonated = mapping.detect(uc)
+		}
 		for k, v := range uc {
-			switch k {
-			case "iss", "aud", "exp", "iat", "nbf", "nonce", "azp", "auth_time", "jti":
-			default:
+			if _, signed := c[k]; !signed {
 				c[k] = v
 			}
 		}
-	} else if idt == nil {
-		return nil, errBadCallback, "neither an ID token nor userinfo"
 	}
 	id := &identity{
 		claims:        c,
@@ -271,17 +278,20 @@ func (h *Handler) identify(ctx context.Context, d *discovered, idt *oidc.IDToken
 	if id.subject == "" {
 		return nil, errBadCallback, "identity has no subject"
 	}
-	if id.username == "" {
-		id.username = c.str("nickname")
-	}
-	mapping := claimMapping{mode: "auto"}
-	if h.imp != nil {
-		mapping = h.imp.mapping
-	}
-	if imp, impersonated := mapping.detect(c); impersonated {
+	if impersonated {
 		id.imp = imp
 	}
 	return id, nil, ""
+}
+
+// userinfoRefused tells a provider's 4xx answer (a bad or foreign access token: the response
+// is at fault, 400) from a network failure or a 5xx (the provider is, 502).
+func userinfoRefused(err error) bool {
+	var ue *url.Error
+	if errors.As(err, &ue) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+		return false
+	}
+	return strings.HasPrefix(err.Error(), "4")
 }
 
 func (h *Handler) groupsClaim() string {
@@ -302,7 +312,6 @@ func (h *Handler) newSession(id *identity, tok *oauth2.Token, rawIDToken, audien
 	s := &Session{
 		ID:                randomToken(16),
 		Subject:           id.subject,
-		Email:             id.email,
 		EmailVerified:     id.emailVerified,
 		Name:              id.name,
 		PreferredUsername: id.username,
@@ -312,6 +321,10 @@ func (h *Handler) newSession(id *identity, tok *oauth2.Token, rawIDToken, audien
 		Created:           now,
 		LastSeen:          now,
 		Expires:           now.Add(time.Duration(h.SessionLifetime)),
+	}
+	if id.emailVerified {
+		// An unverified address is anyone's to type: it is never passed on as identity.
+		s.Email = id.email
 	}
 	for _, name := range h.keep {
 		if v, ok := id.claims.lookup(name); ok {

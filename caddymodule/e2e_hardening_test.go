@@ -5,6 +5,8 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+
+	"github.com/relyingparty/caddy-oidc-auth/internal/devidp"
 )
 
 // Tests of attacks on the unsolicited path found in review: posted tokens that are not one
@@ -69,4 +71,27 @@ func TestABounceFromAFormPostContinuesWithAPageOfItsOwn(t *testing.T) {
 			resp.Header.Get("Location"), resp.Header.Get("Refresh"))
 	}
 	h.impAudit(evUnsolicitedBounced, map[string]string{"reason": "impersonation is not enabled"})
+}
+
+func TestAnUnverifiedEmailIsNeverPassedOnAsIdentity(t *testing.T) {
+	h := newHarness(t, nil, func(c *devidp.Config) {
+		users := devidp.DemoUsers()
+		for i := range users {
+			if users[i].Key == "alice" {
+				users[i].Email, users[i].EmailVerified = "ceo@example.com", false
+			}
+		}
+		c.Users = users
+	})
+	e := h.login("alice")
+	if got := e.Headers.Get("X-Forwarded-Email"); got != "" {
+		t.Errorf("an unverified email reached the upstream: %q", got)
+	}
+	if got := e.Headers.Get("X-Forwarded-User"); got != "auth0|alice" {
+		t.Errorf("user %q", got)
+	}
+	res := h.api(http.MethodGet, "/oauth2/userinfo")
+	if !strings.Contains(res.body, `"email":""`) {
+		t.Errorf("userinfo shows an unverified email: %s", res.body)
+	}
 }

@@ -1,8 +1,6 @@
 package caddymodule
 
 import (
-	"go.uber.org/zap"
-
 	"bytes"
 	"embed"
 	"encoding/json"
@@ -10,6 +8,8 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+
+	"go.uber.org/zap"
 )
 
 //go:embed templates/*.html
