@@ -91,6 +91,8 @@ func (h *Handler) currentSession(w http.ResponseWriter, r *http.Request) *Sessio
 		dirty = true
 	}
 	if dirty {
+		// The response now carries a session cookie: no shared cache may keep it.
+		w.Header().Set("Cache-Control", "private")
 		h.writeSession(w, r, s)
 	}
 	return s

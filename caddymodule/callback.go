@@ -55,7 +55,13 @@ func (h *Handler) serveCallback(w http.ResponseWriter, r *http.Request) {
 		if code == "access_denied" {
 			e = &pageError{http.StatusForbidden, e.Code, e.Title, e.Message, ""}
 		}
-		h.writeError(w, r, e.withDetail(code+": "+params.Get("error_description")))
+		// The provider's description is shown only for a login of ours: anyone can send this
+		// site a crafted error, and its words would appear on the site's own page.
+		detail := code
+		if ours {
+			detail += ": " + params.Get("error_description")
+		}
+		h.writeError(w, r, e.withDetail(detail))
 		return
 	}
 	if ours {

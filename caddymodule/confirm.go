@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 )
@@ -25,7 +26,13 @@ func (h *Handler) askConfirmation(w http.ResponseWriter, r *http.Request, s *Ses
 	payload = append(payload, s.marshal()...)
 	exp := h.now().Add(confirmTTL)
 	// Strict: only a request from this site's own page can carry it to the confirm endpoint.
-	h.jar.set(w, h.jar.confirmName(), h.sealer.seal(purposeConfirm, payload, exp), exp, http.SameSiteStrictMode)
+	if !h.jar.setChunkedSameSite(w, r, h.jar.confirmName(), h.sealer.seal(purposeConfirm, payload, exp), exp, http.SameSiteStrictMode) {
+		e := entryFor(s)
+		e.Reason = "session too large for cookies"
+		h.event(evImpersonationDenied, r, e)
+		h.writeError(w, r, errSessionTooLarge)
+		return
+	}
 	h.writePage(w, http.StatusOK, "confirm.html", pageData{
 		Title:        "Confirm impersonation",
 		Host:         r.Host,
@@ -58,12 +65,12 @@ func (h *Handler) serveConfirm(w http.ResponseWriter, r *http.Request) {
 		refuse("confirmation form does not parse")
 		return
 	}
-	v, ok := cookieValue(r, h.jar.confirmName())
+	v, ok := readChunked(r, h.jar.confirmName())
 	if !ok {
 		refuse("confirmation cookie missing")
 		return
 	}
-	h.jar.clear(w, h.jar.confirmName())
+	h.jar.clearChunked(w, r, h.jar.confirmName())
 	plain, err := h.sealer.open(purposeConfirm, v, h.now())
 	if err != nil {
 		refuse("confirmation cookie expired or invalid")
@@ -132,7 +139,9 @@ func (h *Handler) serveImpersonationEnd(w http.ResponseWriter, r *http.Request) 
 	}
 	h.event(evImpersonationEnded, r, entryFor(s))
 	h.jar.clearChunked(w, r, h.jar.base)
-	if own, _ := h.readSealedSession(r, h.jar.stashName(), purposeStash); own != nil {
+	// Only the impersonator's own session comes back, whatever cookie sits in the stash.
+	if own, _ := h.readSealedSession(r, h.jar.stashName(), purposeStash); own != nil && !own.Impersonated &&
+		(own.Subject == s.ImpersonatorID || (s.ImpersonatorEmail != "" && strings.EqualFold(own.Email, s.ImpersonatorEmail))) {
 		own.LastSeen = h.now()
 		h.writeSession(w, r, own)
 	}
@@ -148,12 +157,13 @@ func sameOrigin(r *http.Request) bool {
 	if site := r.Header.Get("Sec-Fetch-Site"); site != "" && site != "same-origin" && site != "none" {
 		return false
 	}
+	// A page with Referrer-Policy no-referrer (ours) posts with Origin: null; Sec-Fetch-Site,
+	// checked above, still tells where such a post came from.
 	if o := r.Header.Get("Origin"); o != "" && o != "null" {
-		scheme := "https://"
-		if r.TLS == nil {
-			scheme = "http://"
-		}
-		return o == scheme+r.Host
+		// The host decides: behind a proxy that ends TLS, the scheme Caddy sees is not the
+		// browser's.
+		u, err := url.Parse(o)
+		return err == nil && u.Host != "" && strings.EqualFold(u.Host, r.Host)
 	}
 	return true
 }
@@ -181,7 +191,7 @@ func (h *Handler) serveMintState(w http.ResponseWriter, r *http.Request) {
 	}
 	now := h.now()
 	minter := sha256.Sum256([]byte(s.Subject))
-	state, _ := mintMACToken(h.signedKey, now, minter[:signedStateBound])
+	state, _ := mintMACToken(h.signedKeys[0], now, minter[:signedStateBound])
 	writeJSON(w, http.StatusOK, map[string]any{
 		"state":      "i." + state,
 		"expires_at": now.Add(signedStateTTL).Unix(),
@@ -193,7 +203,7 @@ func (h *Handler) parseSignedState(state string) (signedStateInfo, bool) {
 	if !ok {
 		return signedStateInfo{}, false
 	}
-	issued, _, minter, ok := openMACToken(h.signedKey, enc, signedStateBound)
+	issued, _, minter, ok := openMACToken(h.signedKeys, enc, signedStateBound)
 	return signedStateInfo{issued: issued, minter: minter}, ok
 }
 

@@ -82,11 +82,16 @@ func (j cookieJar) clear(w http.ResponseWriter, name string) {
 // one cookie, and clears whichever of those the request still carries and no longer apply.
 // A value longer than maxChunks chunks is not written (it could never be read back): ok is false.
 func (j cookieJar) setChunked(w http.ResponseWriter, r *http.Request, name, value string, expires time.Time) (ok bool) {
+	return j.setChunkedSameSite(w, r, name, value, expires, j.sameSite)
+}
+
+// setChunkedSameSite is setChunked with a SameSite of its own.
+func (j cookieJar) setChunkedSameSite(w http.ResponseWriter, r *http.Request, name, value string, expires time.Time, sameSite http.SameSite) bool {
 	if len(value) > maxChunks*chunkSize {
 		return false
 	}
 	if len(value) <= chunkSize {
-		j.set(w, name, value, expires, j.sameSite)
+		j.set(w, name, value, expires, sameSite)
 		j.clearChunksFrom(w, r, name, 0)
 		return true
 	}
@@ -94,12 +99,15 @@ func (j cookieJar) setChunked(w http.ResponseWriter, r *http.Request, name, valu
 	for ; len(value) > 0; n++ {
 		part := value[:min(chunkSize, len(value))]
 		value = value[len(part):]
-		j.set(w, name+"_"+strconv.Itoa(n), part, expires, j.sameSite)
+		j.set(w, name+"_"+strconv.Itoa(n), part, expires, sameSite)
 	}
-	if hasCookie(r, name) {
-		j.clear(w, name)
+	// Clear the whole name and every later chunk whether or not this request carried them: a
+	// cross-site request (SameSite) may not show what the browser holds, and a stale whole
+	// cookie would be read before these chunks, a stale later chunk after them.
+	j.clear(w, name)
+	for i := n; i < maxChunks; i++ {
+		j.clear(w, name+"_"+strconv.Itoa(i))
 	}
-	j.clearChunksFrom(w, r, name, n)
 	return true
 }
 

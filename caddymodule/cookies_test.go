@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -126,8 +127,9 @@ func TestALongValueIsWrittenInChunksAndReadBack(t *testing.T) {
 		"__Host-oidc_auth_1": strings.Repeat("b", chunkSize),
 		"__Host-oidc_auth_2": "tail",
 	}
-	if len(got) != len(want) {
-		t.Fatalf("set %d cookies (%v), want %d", len(got), names(got), len(want))
+	// Besides the chunks: clears of the whole name and of every later chunk name.
+	if len(got) != len(want)+1+maxChunks-3 {
+		t.Fatalf("set %d cookies (%v), want %d chunks and %d clears", len(got), names(got), len(want), 1+maxChunks-3)
 	}
 	for name, v := range want {
 		c := got[name]
@@ -183,6 +185,15 @@ func TestReadChunked(t *testing.T) {
 	}
 }
 
+// chunkClears is what a chunked write of n chunks clears: the whole name and chunks n and later.
+func chunkClears(n int) []string {
+	out := []string{"__Host-oidc_auth"}
+	for i := n; i < maxChunks; i++ {
+		out = append(out, "__Host-oidc_auth_"+strconv.Itoa(i))
+	}
+	return out
+}
+
 func TestWritingClearsTheChunksThatNoLongerApply(t *testing.T) {
 	j := newCookieJar(&CookieConfig{Name: "_oidc_auth"}, time.Now)
 	long := strings.Repeat("l", 2*chunkSize+1)
@@ -197,12 +208,15 @@ func TestWritingClearsTheChunksThatNoLongerApply(t *testing.T) {
 		{"a short value after a long one clears every chunk",
 			[]string{"__Host-oidc_auth_0=a; __Host-oidc_auth_1=b; __Host-oidc_auth_2=c"}, "short",
 			[]string{"__Host-oidc_auth"}, []string{"__Host-oidc_auth_0", "__Host-oidc_auth_1", "__Host-oidc_auth_2"}},
-		{"a long value after a short one clears the whole cookie",
+		{"a long value after a short one clears the whole cookie and every later chunk",
 			[]string{"__Host-oidc_auth=old"}, long,
-			[]string{"__Host-oidc_auth_0", "__Host-oidc_auth_1", "__Host-oidc_auth_2"}, []string{"__Host-oidc_auth"}},
-		{"a two-chunk value after a three-chunk one clears the third chunk",
+			[]string{"__Host-oidc_auth_0", "__Host-oidc_auth_1", "__Host-oidc_auth_2"}, chunkClears(3)},
+		{"a two-chunk value after a three-chunk one clears the third chunk and later",
 			[]string{"__Host-oidc_auth_0=a; __Host-oidc_auth_1=b; __Host-oidc_auth_2=c"}, mid,
-			[]string{"__Host-oidc_auth_0", "__Host-oidc_auth_1"}, []string{"__Host-oidc_auth_2"}},
+			[]string{"__Host-oidc_auth_0", "__Host-oidc_auth_1"}, chunkClears(2)},
+		{"a chunked value clears the whole cookie even when a cross-site request did not show it",
+			nil, mid,
+			[]string{"__Host-oidc_auth_0", "__Host-oidc_auth_1"}, chunkClears(2)},
 		{"nothing is cleared that the request does not carry",
 			nil, "short", []string{"__Host-oidc_auth"}, nil},
 	} {

@@ -5,6 +5,7 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/relyingparty/caddy-oidc-auth/internal/devidp"
 )
@@ -93,5 +94,37 @@ func TestAnUnverifiedEmailIsNeverPassedOnAsIdentity(t *testing.T) {
 	res := h.api(http.MethodGet, "/oauth2/userinfo")
 	if !strings.Contains(res.body, `"email":""`) {
 		t.Errorf("userinfo shows an unverified email: %s", res.body)
+	}
+}
+
+func TestEndingAnImpersonationRestoresOnlyTheImpersonatorsOwnSession(t *testing.T) {
+	h := newHarness(t, withImpersonation(map[string]any{"confirm": false}), nil)
+	h.login("bob")
+	// A stash cookie holding bob's session, as a cookie planted from a sibling host could be.
+	bob := h.impSession()
+	bob.Expires = h.clock.Now().Add(time.Hour)
+	u, _ := url.Parse(h.siteURL)
+	sealed := h.handler.sealer.seal(purposeStash, bob.marshal(), bob.Expires)
+	loc := h.impCallback(h.impLink("alice", "admin", impParams{State: "s", Scope: "openid profile email"}))
+	if e, ok := h.browse(loc.String()).echo(); !ok || e.Headers.Get("X-Forwarded-Impersonator") != "auth0|admin" {
+		t.Fatalf("impersonation did not start: %v", e.Headers)
+	}
+	h.client.Jar.SetCookies(u, []*http.Cookie{{Name: h.handler.jar.stashName(), Value: sealed, Path: "/"}})
+	h.impEnd()
+	if res := h.api(http.MethodGet, "/"); res.status != http.StatusUnauthorized {
+		t.Errorf("a stash that is not the impersonator's came back as the session: %d %s", res.status, res.body)
+	}
+}
+
+func TestARenewedSessionCookieIsMarkedPrivate(t *testing.T) {
+	h := newHarness(t, func(c map[string]any) { c["session_idle"] = "10m" }, nil)
+	h.login("alice")
+	h.clock.Advance(5 * time.Minute)
+	res := h.api(http.MethodGet, "/")
+	if res.status != http.StatusOK || len(res.header.Values("Set-Cookie")) == 0 {
+		t.Fatalf("the idle clock was not renewed: %d %v", res.status, res.header)
+	}
+	if cc := res.header.Values("Cache-Control"); len(cc) == 0 || cc[0] != "private" {
+		t.Errorf("Cache-Control %q on a response carrying a session cookie", cc)
 	}
 }

@@ -195,10 +195,18 @@ func TestAllowPolicyDeniesWith403(t *testing.T) {
 
 func TestCallbackFailures(t *testing.T) {
 	h := newHarness(t, nil, nil)
-	t.Run("a provider error is shown escaped", func(t *testing.T) {
-		res := h.browse("/oauth2/callback?error=access_denied&error_description=%3Cscript%3Ealert(1)%3C/script%3E")
+	t.Run("a provider error answering our login is shown escaped", func(t *testing.T) {
+		loc, _ := url.Parse(h.noRedirectsGet("/").header.Get("Location"))
+		res := h.browse("/oauth2/callback?error=access_denied&error_description=%3Cscript%3Ealert(1)%3C/script%3E&state=" +
+			url.QueryEscape(loc.Query().Get("state")))
 		if res.status != http.StatusForbidden || strings.Contains(res.body, "<script>alert") ||
 			!strings.Contains(res.body, "&lt;script&gt;alert(1)&lt;/script&gt;") {
+			t.Errorf("%d %s", res.status, res.body)
+		}
+	})
+	t.Run("an error no login of ours asked for shows no text of the sender's", func(t *testing.T) {
+		res := h.browse("/oauth2/callback?error=access_denied&error_description=Call+0800+SUPPORT+now")
+		if res.status != http.StatusForbidden || strings.Contains(res.body, "SUPPORT") || !strings.Contains(res.body, "access_denied") {
 			t.Errorf("%d %s", res.status, res.body)
 		}
 	})

@@ -166,7 +166,7 @@ func (p *headerPlan) set(h http.Header, s *Session) {
 	put(p.email, headerSafe(s.Email))
 	put(p.username, headerSafe(s.PreferredUsername))
 	if p.groups != "" && len(s.Groups) > 0 {
-		put(p.groups, headerSafe(strings.Join(s.Groups, ",")))
+		put(p.groups, joinGroups(s.Groups))
 	}
 	if s.Impersonated {
 		put(p.impersonated, "true")
@@ -182,12 +182,33 @@ func (p *headerPlan) set(h http.Header, s *Session) {
 			put(p.accessToken, s.AccessToken)
 		}
 	}
-	put(p.idToken, s.IDToken)
+	if !s.Impersonated {
+		// Auth0's impersonated ID tokens say nothing of the impersonation: an upstream trusting
+		// one would take it for the user's own.
+		put(p.idToken, s.IDToken)
+	}
 	for _, hc := range p.claims {
 		if v, ok := s.ClaimValue(hc.Claim); ok {
 			put(hc.Header, v)
 		}
 	}
+}
+
+// joinGroups joins groups with ",", leaving out any group whose name holds a comma: a group
+// called "x,admins" must not read as membership of "admins".
+func joinGroups(groups []string) string {
+	for _, g := range groups {
+		if strings.IndexByte(g, ',') >= 0 {
+			kept := make([]string, 0, len(groups))
+			for _, g := range groups {
+				if strings.IndexByte(g, ',') < 0 {
+					kept = append(kept, g)
+				}
+			}
+			return headerSafe(strings.Join(kept, ","))
+		}
+	}
+	return headerSafe(strings.Join(groups, ","))
 }
 
 // keptClaims lists the claims a session keeps: those the headers name and those asked for.
@@ -222,7 +243,7 @@ func (h *Handler) placeholders(repl *caddy.Replacer, s *Session) {
 		case "preferred_username":
 			return s.PreferredUsername, true
 		case "groups":
-			return strings.Join(s.Groups, ","), true
+			return joinGroups(s.Groups), true
 		case "impersonated":
 			if s.Impersonated {
 				return "true", true

@@ -36,13 +36,13 @@ type stateInfo struct {
 }
 
 func (h *Handler) mintState(now time.Time) (string, stateInfo) {
-	state, random := mintMACToken(h.stateKey, now, nil)
+	state, random := mintMACToken(h.stateKeys[0], now, nil)
 	return state, stateInfo{issued: now.Truncate(time.Second), id: base64.RawURLEncoding.EncodeToString(random)}
 }
 
 // parseState reports whether state is one the module minted, and what it says.
 func (h *Handler) parseState(state string) (stateInfo, bool) {
-	issued, random, _, ok := openMACToken(h.stateKey, state, 0)
+	issued, random, _, ok := openMACToken(h.stateKeys, state, 0)
 	if !ok {
 		return stateInfo{}, false
 	}

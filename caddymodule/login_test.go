@@ -80,8 +80,8 @@ func TestSafeReturnToKeepsPathsOnTheSite(t *testing.T) {
 // stateHandler is a handler with only what state minting needs.
 func stateHandler(secret string) *Handler {
 	return &Handler{
-		stateKey:  deriveKey(secret, "caddy-oidc-auth state v1"),
-		signedKey: deriveKey(secret, "caddy-oidc-auth impersonation state v1"),
+		stateKeys:  [][]byte{deriveKey(secret, "caddy-oidc-auth state v1")},
+		signedKeys: [][]byte{deriveKey(secret, "caddy-oidc-auth impersonation state v1")},
 	}
 }
 
@@ -153,7 +153,7 @@ func TestAStateThatIsNotOursIsRefused(t *testing.T) {
 // mintSignedState builds a signed impersonation state as serveMintState does, for minter.
 func mintSignedState(h *Handler, issued time.Time, minter string) (string, []byte) {
 	sum := sha256.Sum256([]byte(minter))
-	token, random := mintMACToken(h.signedKey, issued, sum[:signedStateBound])
+	token, random := mintMACToken(h.signedKeys[0], issued, sum[:signedStateBound])
 	return "i." + token, random
 }
 

@@ -34,9 +34,9 @@ func mintMACToken(key []byte, now time.Time, bound []byte) (token string, random
 	return base64.RawURLEncoding.EncodeToString(raw), raw[8 : 8+macTokenRandom]
 }
 
-// openMACToken checks a token minted with key and boundLen bytes of bound data. Only the
-// canonical spelling opens, so a token remembered as used cannot come back spelled otherwise.
-func openMACToken(key []byte, token string, boundLen int) (issued time.Time, random, bound []byte, ok bool) {
+// openMACToken checks a token minted with one of keys and boundLen bytes of bound data. Only
+// the canonical spelling opens, so a token remembered as used cannot come back spelled otherwise.
+func openMACToken(keys [][]byte, token string, boundLen int) (issued time.Time, random, bound []byte, ok bool) {
 	if len(token) != macTokenLen(boundLen) {
 		return time.Time{}, nil, nil, false
 	}
@@ -45,10 +45,12 @@ func openMACToken(key []byte, token string, boundLen int) (issued time.Time, ran
 	if err != nil || body != 8+macTokenRandom+boundLen {
 		return time.Time{}, nil, nil, false
 	}
-	m := hmac.New(sha256.New, key)
-	m.Write(raw[:body])
-	if !hmac.Equal(m.Sum(nil)[:macTokenTag], raw[body:]) {
-		return time.Time{}, nil, nil, false
+	for _, key := range keys {
+		m := hmac.New(sha256.New, key)
+		m.Write(raw[:body])
+		if hmac.Equal(m.Sum(nil)[:macTokenTag], raw[body:]) {
+			return time.Unix(int64(binary.BigEndian.Uint64(raw[:8])), 0), raw[8 : 8+macTokenRandom], raw[8+macTokenRandom : body], true
+		}
 	}
-	return time.Unix(int64(binary.BigEndian.Uint64(raw[:8])), 0), raw[8 : 8+macTokenRandom], raw[8+macTokenRandom : body], true
+	return time.Time{}, nil, nil, false
 }

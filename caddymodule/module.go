@@ -71,8 +71,8 @@ type Handler struct {
 	imp        *impersonationPolicy
 	headers    headerPlan
 	keep       []string // claims kept in the session
-	stateKey   []byte
-	signedKey  []byte
+	stateKeys  [][]byte // the first mints login states; all open them (secret rotation)
+	signedKeys [][]byte // the same for signed impersonation states
 	store      Store
 	storeKey   string
 	logger     *zap.Logger
@@ -158,8 +158,10 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if h.sealer, err = newSealer(h.SessionSecrets); err != nil {
 		return fmt.Errorf("oidc_auth session_secret: %w", err)
 	}
-	h.stateKey = deriveKey(h.SessionSecrets[0], "caddy-oidc-auth state v1")
-	h.signedKey = deriveKey(h.SessionSecrets[0], "caddy-oidc-auth impersonation state v1")
+	for _, secret := range h.SessionSecrets {
+		h.stateKeys = append(h.stateKeys, deriveKey(secret, "caddy-oidc-auth state v1"))
+		h.signedKeys = append(h.signedKeys, deriveKey(secret, "caddy-oidc-auth impersonation state v1"))
+	}
 	h.jar = newCookieJar(h.Cookie, func() time.Time { return h.now() })
 	h.prefix = endpointPrefix(h.RedirectURI)
 	if h.allow, err = newAllowPolicy(h.Allow); err != nil {

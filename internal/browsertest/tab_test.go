@@ -69,6 +69,7 @@ func (tb *tab) navigate(url, ready string) {
 // new page in which ready holds.
 func (tb *tab) click(sel, ready string) {
 	tb.t.Helper()
+	tb.do("waiting for "+sel+" to be enabled", chromedp.WaitEnabled(chromedp.CSS(sel)))
 	tb.navigateBy("clicking "+sel, chromedp.Click(chromedp.CSS(sel)), ready)
 }
 
