@@ -1,0 +1,141 @@
+package caddymodule
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/coreos/go-oidc/v3/oidc"
+	"go.uber.org/zap"
+	"golang.org/x/oauth2"
+)
+
+// identify merges the ID token's claims with /userinfo's, whose sub must be the ID token's,
+// and reads the identity and any impersonation from them. Where both carry a claim, the
+// signed ID token's value is kept; impersonation is read from each source, and either one
+// saying so makes the login impersonated.
+func (h *Handler) identify(ctx context.Context, d *discovered, idt *oidc.IDToken, accessToken string) (*identity, *pageError, string) {
+	c := claims{}
+	if err := idt.Claims(&c); err != nil {
+		return nil, errBadCallback, "ID token claims do not decode"
+	}
+	mapping := claimMapping{mode: "auto"}
+	if h.imp != nil {
+		mapping = h.imp.mapping
+	}
+	imp, impersonated := mapping.detect(c)
+	if d.userinfoURL != "" && accessToken != "" {
+		ui, err := d.p.UserInfo(ctx, oauth2.StaticTokenSource(&oauth2.Token{AccessToken: accessToken, TokenType: "Bearer"}))
+		if err != nil {
+			if userinfoRefused(err) {
+				return nil, errBadCallback, "userinfo refused the access token"
+			}
+			h.logger.Warn("fetching userinfo", zap.Error(err))
+			return nil, errProviderFailed, "userinfo request failed"
+		}
+		if ui.Subject != idt.Subject {
+			return nil, errBadCallback, "userinfo sub differs from the ID token's"
+		}
+		var uc claims
+		if err := ui.Claims(&uc); err != nil {
+			return nil, errBadCallback, "userinfo claims do not decode"
+		}
+		if !impersonated {
+			imp, impersonated = mapping.detect(uc)
+		}
+		for k, v := range uc {
+			if _, signed := c[k]; !signed {
+				c[k] = v
+			}
+		}
+	}
+	id := &identity{
+		claims:        c,
+		subject:       c.str("sub"),
+		email:         c.str("email"),
+		emailVerified: c.boolean("email_verified"),
+		name:          c.str("name"),
+		username:      c.str("preferred_username"),
+		groups:        c.strings(h.groupsClaim()),
+	}
+	if id.subject == "" {
+		return nil, errBadCallback, "identity has no subject"
+	}
+	if impersonated {
+		id.imp = imp
+	}
+	return id, nil, ""
+}
+
+// userinfoRefused tells a provider's 4xx answer (a bad or foreign access token: the response
+// is at fault, 400) from a network failure or a 5xx (the provider is, 502).
+func userinfoRefused(err error) bool {
+	var ue *url.Error
+	if errors.As(err, &ue) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+		return false
+	}
+	return strings.HasPrefix(err.Error(), "4")
+}
+
+func (h *Handler) groupsClaim() string {
+	if h.Allow != nil && h.Allow.GroupsClaim != "" {
+		return h.Allow.GroupsClaim
+	}
+	return "groups"
+}
+
+// requestVars is what policy expressions see of the request.
+func requestVars(r *http.Request) map[string]any {
+	return map[string]any{"host": r.Host, "method": r.Method, "path": r.URL.Path, "remote_ip": clientIP(r)}
+}
+
+// newSession builds the session for a verified identity. It keeps only what later requests
+// need: the access token only when it may be forwarded, the refresh token only with refresh on.
+func (h *Handler) newSession(id *identity, tok *oauth2.Token, rawIDToken, audience string, now time.Time) *Session {
+	s := &Session{
+		ID:                randomToken(16),
+		Subject:           id.subject,
+		EmailVerified:     id.emailVerified,
+		Name:              id.name,
+		PreferredUsername: id.username,
+		Groups:            id.groups,
+		TokenAudience:     audience,
+		TokenExpiry:       tok.Expiry,
+		Created:           now,
+		LastSeen:          now,
+		Expires:           now.Add(time.Duration(h.SessionLifetime)),
+	}
+	if id.emailVerified {
+		// An unverified address is anyone's to type: it is never passed on as identity.
+		s.Email = id.email
+	}
+	for _, name := range h.keep {
+		if v, ok := id.claims.lookup(name); ok {
+			s.Claims = append(s.Claims, Claim{Name: name, Value: render(v)})
+		}
+	}
+	if audience != "" && h.headers.accessToken != "" {
+		s.AccessToken = tok.AccessToken
+		if !h.Refresh && !tok.Expiry.IsZero() && tok.Expiry.Before(s.Expires) {
+			s.Expires = tok.Expiry
+		}
+	}
+	if h.headers.idToken != "" {
+		s.IDToken = rawIDToken
+	}
+	if h.Refresh && id.imp == nil {
+		s.RefreshToken = tok.RefreshToken
+	}
+	if id.imp != nil {
+		s.Impersonated = true
+		s.ImpersonatorID, s.ImpersonatorEmail = id.imp.ID, id.imp.Email
+		s.Expires = now.Add(h.imp.lifetime)
+		if !tok.Expiry.IsZero() && tok.Expiry.Before(s.Expires) {
+			s.Expires = tok.Expiry
+		}
+	}
+	return s
+}
