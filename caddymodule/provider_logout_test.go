@@ -1,0 +1,43 @@
+package caddymodule
+
+import (
+	"net/url"
+	"testing"
+)
+
+func TestLogoutURL(t *testing.T) {
+	h := &Handler{ClientID: "app"}
+	for _, tc := range []struct {
+		name       string
+		d          discovered
+		hint       string
+		wantPrefix string
+		wantQuery  url.Values
+	}{
+		{"the provider's end_session_endpoint, with the ID token hint when kept",
+			discovered{issuer: "https://op.example/", endSessionURL: "https://op.example/logout?x=1"}, "a.b.c",
+			"https://op.example/logout?", url.Values{"x": {"1"}, "client_id": {"app"}, "post_logout_redirect_uri": {"https://site/bye"}, "id_token_hint": {"a.b.c"}}},
+		{"Auth0 without RP-initiated logout: /v2/logout",
+			discovered{issuer: "https://tenant.eu.auth0.com/"}, "",
+			"https://tenant.eu.auth0.com/v2/logout?", url.Values{"client_id": {"app"}, "returnTo": {"https://site/bye"}}},
+		{"another provider without logout: none", discovered{issuer: "https://op.example/"}, "", "", nil},
+		{"a host that merely contains auth0.com is not Auth0", discovered{issuer: "https://auth0.com.evil.example/"}, "", "", nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := h.logoutURL(&tc.d, "https://site/bye", tc.hint)
+			if tc.wantPrefix == "" {
+				if got != "" {
+					t.Fatalf("logoutURL = %q, want none", got)
+				}
+				return
+			}
+			u, err := url.Parse(got)
+			if err != nil || got[:len(tc.wantPrefix)] != tc.wantPrefix {
+				t.Fatalf("logoutURL = %q, want %s...", got, tc.wantPrefix)
+			}
+			if q := u.Query(); q.Encode() != tc.wantQuery.Encode() {
+				t.Errorf("query %v, want %v", q, tc.wantQuery)
+			}
+		})
+	}
+}
