@@ -180,6 +180,10 @@ type signedStateInfo struct {
 // serveMintState gives a signed-in, allowed impersonator a single-use state to paste into the
 // provider's impersonation form.
 func (h *Handler) serveMintState(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet {
+		h.writeError(w, r, errMethod)
+		return
+	}
 	s := h.currentSession(w, r)
 	if s == nil {
 		h.writeError(w, r, errUnauthenticated)

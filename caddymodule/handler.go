@@ -2,6 +2,7 @@ package caddymodule
 
 import (
 	"net/http"
+	"net/url"
 	"strings"
 
 	"github.com/caddyserver/caddy/v2"
@@ -115,8 +116,12 @@ func (h *Handler) serveLogout(w http.ResponseWriter, r *http.Request) {
 	http.Redirect(w, r, rd, http.StatusFound)
 }
 
-// absoluteURL makes a same-origin path absolute on the request's scheme and host.
+// absoluteURL makes a same-origin path absolute: on the origin of an absolute redirect_uri
+// (right behind a proxy that ends TLS), else on the request's own scheme and host.
 func (h *Handler) absoluteURL(r *http.Request, path string) string {
+	if u, err := url.Parse(h.RedirectURI); err == nil && u.Scheme != "" && u.Host != "" {
+		return u.Scheme + "://" + u.Host + path
+	}
 	scheme := "https"
 	if r.TLS == nil {
 		scheme = "http"

@@ -15,7 +15,7 @@ type HeadersConfig struct {
 	User string `json:"user,omitempty"`
 	// The email. Default: X-Forwarded-Email.
 	Email string `json:"email,omitempty"`
-	// The preferred_username (or nickname). Default: X-Forwarded-Preferred-Username.
+	// The preferred_username claim. Default: X-Forwarded-Preferred-Username.
 	PreferredUsername string `json:"preferred_username,omitempty"`
 	// The groups, joined with ",". Default: X-Forwarded-Groups.
 	Groups string `json:"groups,omitempty"`

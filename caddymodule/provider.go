@@ -155,11 +155,7 @@ func (h *Handler) redirectURL(r *http.Request) string {
 	if !strings.HasPrefix(h.RedirectURI, "/") {
 		return h.RedirectURI
 	}
-	scheme := "https"
-	if r.TLS == nil {
-		scheme = "http"
-	}
-	return scheme + "://" + r.Host + h.RedirectURI
+	return h.absoluteURL(r, h.RedirectURI)
 }
 
 // clientContext is a request's context carrying the module's HTTP client for oauth2 and go-oidc.

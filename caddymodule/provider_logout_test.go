@@ -1,6 +1,8 @@
 package caddymodule
 
 import (
+	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"testing"
 )
@@ -39,5 +41,18 @@ func TestLogoutURL(t *testing.T) {
 				t.Errorf("query %v, want %v", q, tc.wantQuery)
 			}
 		})
+	}
+}
+
+func TestAbsoluteURLFollowsAnAbsoluteRedirectURI(t *testing.T) {
+	r := httptest.NewRequest(http.MethodGet, "http://internal:8080/oauth2/logout", nil) // TLS ended by a proxy
+	for _, tc := range []struct{ redirectURI, want string }{
+		{"https://app.example.com/oauth2/callback", "https://app.example.com/bye"},
+		{"/oauth2/callback", "http://internal:8080/bye"},
+	} {
+		h := &Handler{RedirectURI: tc.redirectURI}
+		if got := h.absoluteURL(r, "/bye"); got != tc.want {
+			t.Errorf("redirect_uri %s: absoluteURL = %q, want %q", tc.redirectURI, got, tc.want)
+		}
 	}
 }
