@@ -66,24 +66,33 @@ func (h *Handler) currentSession(w http.ResponseWriter, r *http.Request) *Sessio
 		return nil
 	}
 	now := h.now()
+	end := func(reason string) *Session {
+		h.jar.clearAll(w, h.jar.base)
+		e := entryFor(s)
+		e.Reason = reason
+		h.event(evSessionRejected, r, e)
+		return nil
+	}
 	dirty := false
 	if h.needsRefresh(s, now) {
 		switch err := h.refresh(r, s); {
 		case err == nil:
 			dirty = true
 		case errors.Is(err, errRefreshBusy):
-			// Another request is renewing this session's tokens; go on with these.
+			// Another request is renewing this session's tokens. This one goes on with what it
+			// has and writes nothing: its old cookie must not overwrite the renewed one.
+			if !now.Before(s.TokenExpiry) {
+				s.AccessToken = "" // never forward a dead credential
+			}
+			return s
 		case errors.Is(err, errRefreshRefused):
-			h.jar.clearChunked(w, r, h.jar.base)
-			e := entryFor(s)
-			e.Reason = "refresh refused by the provider"
-			h.event(evSessionRejected, r, e)
-			return nil
+			return end("refresh refused by the provider")
+		case errors.Is(err, errNoLongerAdmitted):
+			return end("no longer admitted")
 		case !now.Before(s.TokenExpiry) && h.headers.accessToken != "":
 			// The token it would forward has expired and could not be renewed: end the session
 			// rather than send a dead credential.
-			h.jar.clearChunked(w, r, h.jar.base)
-			return nil
+			return end("token expired and could not be renewed")
 		}
 	}
 	if idle := time.Duration(h.SessionIdle); idle > 0 && now.Sub(s.LastSeen) > idle/8 {
@@ -93,7 +102,9 @@ func (h *Handler) currentSession(w http.ResponseWriter, r *http.Request) *Sessio
 	if dirty {
 		// The response now carries a session cookie: no shared cache may keep it.
 		w.Header().Set("Cache-Control", "private")
-		h.writeSession(w, r, s)
+		if !h.writeSession(w, r, s) {
+			return end("session too large for cookies")
+		}
 	}
 	return s
 }
@@ -110,8 +121,9 @@ func (h *Handler) needsRefresh(s *Session, now time.Time) bool {
 }
 
 var (
-	errRefreshRefused = errors.New("refresh token refused")
-	errRefreshBusy    = errors.New("refresh under way elsewhere")
+	errRefreshRefused   = errors.New("refresh token refused")
+	errRefreshBusy      = errors.New("refresh under way elsewhere")
+	errNoLongerAdmitted = errors.New("no longer admitted by the allow rules")
 )
 
 // refresh renews the session's tokens with its refresh token. One refresh per session runs at
@@ -141,29 +153,47 @@ func (h *Handler) refresh(r *http.Request, s *Session) error {
 	})
 	tok, err := src.Token()
 	if err != nil {
+		// Only invalid_grant says the grant is gone; a 429, a 5xx or a misconfigured client
+		// secret is the provider's or the operator's trouble, not a reason to sign users out.
 		var re *oauth2.RetrieveError
-		if errors.As(err, &re) && re.Response != nil && re.Response.StatusCode < 500 {
+		if errors.As(err, &re) && re.ErrorCode == "invalid_grant" {
 			return errRefreshRefused
 		}
 		h.logger.Warn("refreshing tokens", zap.String("session_id", s.ID), zap.Error(err))
 		return err
 	}
 	if raw, ok := tok.Extra("id_token").(string); ok && raw != "" {
-		idt, err := d.idVerifier.Verify(ctx, raw)
-		if err != nil || idt.Subject != s.Subject {
+		idt, reason := h.verifyIDToken(ctx, d, raw, h.now())
+		if idt == nil || idt.Subject != s.Subject {
+			h.logger.Warn("refreshed ID token refused", zap.String("session_id", s.ID), zap.String("reason", reason))
 			return errRefreshRefused
 		}
+		// The renewed identity passes the allow rules again, and its claims replace the old.
+		id, perr, _ := h.identify(ctx, d, idt, tok.AccessToken)
+		if perr != nil {
+			return errors.New("identifying the refreshed tokens")
+		}
+		if ok, _ := h.allow.admit(ctx, id, requestVars(r)); !ok || id.imp != nil {
+			return errNoLongerAdmitted
+		}
+		fresh := h.newSession(id, tok, raw, s.TokenAudience, h.now())
+		s.Email, s.EmailVerified, s.Name, s.PreferredUsername = fresh.Email, fresh.EmailVerified, fresh.Name, fresh.PreferredUsername
+		s.Groups, s.Claims = fresh.Groups, fresh.Claims
 		if s.IDToken != "" {
 			s.IDToken = raw
 		}
 	}
-	s.AccessToken = tok.AccessToken
 	if tok.RefreshToken != "" {
 		s.RefreshToken = tok.RefreshToken
 	}
 	s.TokenExpiry = tok.Expiry
 	if s.TokenAudience != "" && !h.verifiesForAudience(ctx, d, tok.AccessToken) {
 		s.TokenAudience = ""
+	}
+	if s.TokenAudience != "" && h.headers.accessToken != "" {
+		s.AccessToken = tok.AccessToken
+	} else {
+		s.AccessToken = ""
 	}
 	renewed = true
 	return nil

@@ -92,7 +92,15 @@ func (j cookieJar) setChunkedSameSite(w http.ResponseWriter, r *http.Request, na
 	}
 	if len(value) <= chunkSize {
 		j.set(w, name, value, expires, sameSite)
-		j.clearChunksFrom(w, r, name, 0)
+		if hasCookie(r, name) {
+			j.clearChunksFrom(w, r, name, 0)
+		} else {
+			// The request shows no whole cookie: it may have been sent cross-site, hiding chunks
+			// of an earlier session that would come back when this one expires.
+			for i := 0; i < maxChunks; i++ {
+				j.clear(w, name+"_"+strconv.Itoa(i))
+			}
+		}
 		return true
 	}
 	n := 0
@@ -112,6 +120,15 @@ func (j cookieJar) setChunkedSameSite(w http.ResponseWriter, r *http.Request, na
 }
 
 // clearChunked clears name and every chunk of it the request carries.
+// clearAll clears name and every chunk name, whether or not the request carried them: a
+// request the browser sent cross-site may not show the cookies it holds (SameSite).
+func (j cookieJar) clearAll(w http.ResponseWriter, name string) {
+	j.clear(w, name)
+	for i := 0; i < maxChunks; i++ {
+		j.clear(w, name+"_"+strconv.Itoa(i))
+	}
+}
+
 func (j cookieJar) clearChunked(w http.ResponseWriter, r *http.Request, name string) {
 	if hasCookie(r, name) {
 		j.clear(w, name)

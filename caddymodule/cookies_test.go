@@ -148,7 +148,7 @@ func TestALongValueIsWrittenInChunksAndReadBack(t *testing.T) {
 	})
 	t.Run("a value of exactly one chunk is written whole", func(t *testing.T) {
 		rec := httptest.NewRecorder()
-		j.setChunked(rec, requestWithCookies(), j.base, strings.Repeat("c", chunkSize), time.Now().Add(time.Hour))
+		j.setChunked(rec, requestWithCookies("__Host-oidc_auth=old"), j.base, strings.Repeat("c", chunkSize), time.Now().Add(time.Hour))
 		if got := names(setCookies(t, rec)); !reflect.DeepEqual(got, []string{"__Host-oidc_auth"}) {
 			t.Fatalf("set %v, want the whole cookie only", got)
 		}
@@ -207,7 +207,10 @@ func TestWritingClearsTheChunksThatNoLongerApply(t *testing.T) {
 	}{
 		{"a short value after a long one clears every chunk",
 			[]string{"__Host-oidc_auth_0=a; __Host-oidc_auth_1=b; __Host-oidc_auth_2=c"}, "short",
-			[]string{"__Host-oidc_auth"}, []string{"__Host-oidc_auth_0", "__Host-oidc_auth_1", "__Host-oidc_auth_2"}},
+			[]string{"__Host-oidc_auth"}, chunkClears(0)[1:]},
+		{"a short value replacing a short one clears only the chunks the request carries",
+			[]string{"__Host-oidc_auth=old; __Host-oidc_auth_0=stale"}, "short",
+			[]string{"__Host-oidc_auth"}, []string{"__Host-oidc_auth_0"}},
 		{"a long value after a short one clears the whole cookie and every later chunk",
 			[]string{"__Host-oidc_auth=old"}, long,
 			[]string{"__Host-oidc_auth_0", "__Host-oidc_auth_1", "__Host-oidc_auth_2"}, chunkClears(3)},
@@ -217,8 +220,8 @@ func TestWritingClearsTheChunksThatNoLongerApply(t *testing.T) {
 		{"a chunked value clears the whole cookie even when a cross-site request did not show it",
 			nil, mid,
 			[]string{"__Host-oidc_auth_0", "__Host-oidc_auth_1"}, chunkClears(2)},
-		{"nothing is cleared that the request does not carry",
-			nil, "short", []string{"__Host-oidc_auth"}, nil},
+		{"a request that shows no cookie (sent cross-site) gets every chunk name cleared",
+			nil, "short", []string{"__Host-oidc_auth"}, chunkClears(0)[1:]},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			rec := httptest.NewRecorder()

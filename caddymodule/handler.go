@@ -99,8 +99,8 @@ func (h *Handler) serveLogout(w http.ResponseWriter, r *http.Request) {
 	}
 	rd := safeReturnTo(r.URL.Query().Get("rd"), "/")
 	s := h.openSession(r)
-	h.jar.clearChunked(w, r, h.jar.base)
-	h.jar.clearChunked(w, r, h.jar.stashName())
+	h.jar.clearAll(w, h.jar.base)
+	h.jar.clearAll(w, h.jar.stashName())
 	idToken := ""
 	if s != nil {
 		h.event(evLogout, r, entryFor(s))

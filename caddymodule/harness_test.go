@@ -34,6 +34,9 @@ type harness struct {
 	siteURL  string // http://127.0.0.1:PORT
 	upstream *echoUpstream
 	audit    *observer.ObservedLogs
+	// tokenStatus, when set, makes the provider's token endpoint answer with that status and
+	// an OAuth error (429 → "slow_down", others → "invalid_grant"), to test refresh failures.
+	tokenStatus *atomic.Int32
 	handler  *Handler
 	clock    *testClock
 	client   *http.Client
@@ -61,7 +64,7 @@ func newHarness(t *testing.T, handlerCfg func(map[string]any), idpCfg func(*devi
 	caddyMu.Lock()
 	t.Cleanup(caddyMu.Unlock)
 
-	h := &harness{t: t, clock: new(testClock)}
+	h := &harness{t: t, clock: new(testClock), tokenStatus: new(atomic.Int32)}
 	h.clock.t.Store(time.Now().UnixNano())
 	port := freePort(t)
 	h.siteURL = "http://127.0.0.1:" + port
@@ -86,7 +89,19 @@ func newHarness(t *testing.T, handlerCfg func(map[string]any), idpCfg func(*devi
 		t.Fatalf("starting provider: %v", err)
 	}
 	h.idp = idp
-	h.idpSrv.Config.Handler = idp
+	h.idpSrv.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if st := int(h.tokenStatus.Load()); st != 0 && strings.HasSuffix(r.URL.Path, "/oauth/token") {
+			code := "invalid_grant"
+			if st == http.StatusTooManyRequests {
+				code = "slow_down"
+			}
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(st)
+			_, _ = w.Write([]byte(`{"error":"` + code + `"}`))
+			return
+		}
+		idp.ServeHTTP(w, r)
+	})
 	h.idpSrv.Start()
 	t.Cleanup(h.idpSrv.Close)
 	h.idp.SetAutoLogin("alice", "")
