@@ -37,9 +37,9 @@ type harness struct {
 	// tokenStatus, when set, makes the provider's token endpoint answer with that status and
 	// an OAuth error (429 → "slow_down", others → "invalid_grant"), to test refresh failures.
 	tokenStatus *atomic.Int32
-	handler  *Handler
-	clock    *testClock
-	client   *http.Client
+	handler     *Handler
+	clock       *testClock
+	client      *http.Client
 }
 
 // testClock is the shared clock of the handler and the provider; tests move it instead of sleeping.
