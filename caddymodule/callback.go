@@ -46,18 +46,24 @@ func (h *Handler) serveCallback(w http.ResponseWriter, r *http.Request) {
 	state := params.Get("state")
 	info, ours := h.parseState(state)
 	if code := params.Get("error"); code != "" {
+		// Anyone can send this site a crafted error, and its words would appear on the site's
+		// own page: the provider's description is shown only when it answers a login this very
+		// browser started (its attempt cookie), and the code only when it is a standard one.
+		own := false
 		if ours {
-			h.jar.clear(w, h.jar.attemptPrefix()+info.id)
+			a, _ := h.takeAttempt(w, r, state, info)
+			own = a != nil
+		}
+		if !knownErrorCodes[code] {
+			code = "unknown_error"
 		}
 		h.event(evLoginFailed, r, auditEntry{Reason: "provider error: " + code})
 		e := errProviderRefused
 		if code == "access_denied" {
 			e = &pageError{http.StatusForbidden, e.Code, e.Title, e.Message, ""}
 		}
-		// The provider's description is shown only for a login of ours: anyone can send this
-		// site a crafted error, and its words would appear on the site's own page.
 		detail := code
-		if ours {
+		if own {
 			detail += ": " + params.Get("error_description")
 		}
 		h.writeError(w, r, e.withDetail(detail))
@@ -68,6 +74,16 @@ func (h *Handler) serveCallback(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h.completeUnsolicited(w, r, params)
+}
+
+// knownErrorCodes are the error codes of OAuth 2.0 and OpenID Connect authorization responses.
+var knownErrorCodes = map[string]bool{
+	"access_denied": true, "invalid_request": true, "unauthorized_client": true,
+	"unsupported_response_type": true, "invalid_scope": true, "server_error": true,
+	"temporarily_unavailable": true, "interaction_required": true, "login_required": true,
+	"account_selection_required": true, "consent_required": true, "invalid_request_uri": true,
+	"invalid_request_object": true, "request_not_supported": true, "request_uri_not_supported": true,
+	"registration_not_supported": true,
 }
 
 // RedirectURIPath is the callback's path on this host.
@@ -209,7 +225,8 @@ func (h *Handler) exchange(ctx context.Context, d *discovered, r *http.Request, 
 		return tok, nil
 	}
 	var re *oauth2.RetrieveError
-	if errors.As(err, &re) && re.Response != nil && re.Response.StatusCode < 500 {
+	if errors.As(err, &re) && re.Response != nil && re.Response.StatusCode < 500 &&
+		re.Response.StatusCode != http.StatusTooManyRequests {
 		return nil, errProviderRefused.withDetail(re.ErrorCode)
 	}
 	h.logger.Warn("exchanging code", zap.Error(err))

@@ -165,11 +165,8 @@ func keycloak(c claims) (*impersonator, bool) {
 	if !ok || str(obj, "id") == "" {
 		return nil, false
 	}
-	imp := &impersonator{ID: str(obj, "id"), Username: str(obj, "username")}
-	if strings.Contains(imp.Username, "@") {
-		imp.Email = imp.Username
-	}
-	return imp, true
+	// The username is not an email, even when it looks like one: realms may let users edit it.
+	return &impersonator{ID: str(obj, "id"), Username: str(obj, "username")}, true
 }
 
 // act: RFC 8693 "act": {sub}; in a chain the outermost actor is the current one.
@@ -178,11 +175,7 @@ func act(c claims) (*impersonator, bool) {
 	if !ok || str(obj, "sub") == "" {
 		return nil, false
 	}
-	imp := &impersonator{ID: str(obj, "sub")}
-	if strings.Contains(imp.ID, "@") {
-		imp.Email = imp.ID
-	}
-	return imp, true
+	return &impersonator{ID: str(obj, "sub")}, true
 }
 
 func (m claimMapping) custom(c claims) (*impersonator, bool) {

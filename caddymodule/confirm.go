@@ -189,6 +189,7 @@ func (h *Handler) serveMintState(w http.ResponseWriter, r *http.Request) {
 		h.writeError(w, r, errUnauthenticated)
 		return
 	}
+	// s.Email is set only when verified.
 	if s.Impersonated || (len(h.imp.impersonators) > 0 && !h.imp.isImpersonator(s.Subject, s.Email)) {
 		h.writeError(w, r, errDenied)
 		return

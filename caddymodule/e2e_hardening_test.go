@@ -128,3 +128,21 @@ func TestARenewedSessionCookieIsMarkedPrivate(t *testing.T) {
 		t.Errorf("Cache-Control %q on a response carrying a session cookie", cc)
 	}
 }
+
+func TestProviderErrorTextIsShownOnlyToTheBrowserThatStartedTheLogin(t *testing.T) {
+	h := newHarness(t, nil, nil)
+	loc, _ := url.Parse(h.noRedirectsGet("/").header.Get("Location"))
+	crafted := "/oauth2/callback?error=access_denied&error_description=Call+0800+SUPPORT&state=" +
+		url.QueryEscape(loc.Query().Get("state"))
+	// An attacker's own state, valid but not this browser's attempt.
+	if res := h.impOtherBrowser().browse(crafted); strings.Contains(res.body, "SUPPORT") {
+		t.Errorf("another browser's state carried the text onto the page: %s", res.body)
+	}
+	if res := h.browse(crafted); !strings.Contains(res.body, "Call 0800 SUPPORT") {
+		t.Errorf("the browser that started the login does not see the provider's description: %s", res.body)
+	}
+	if res := h.browse("/oauth2/callback?error=Your+account+is+locked"); strings.Contains(res.body, "locked") ||
+		!strings.Contains(res.body, "unknown_error") {
+		t.Errorf("a non-standard error code was shown: %s", res.body)
+	}
+}

@@ -229,19 +229,20 @@ func keptClaims(p headerPlan, extra []string) []string {
 // placeholder is read, so an unused one costs nothing.
 func (h *Handler) placeholders(repl *caddy.Replacer, s *Session) {
 	const prefix = "http.auth.user."
+	// Values go through headerSafe: a placeholder may well end up in a header (header_up).
 	repl.Map(func(key string) (any, bool) {
 		if !strings.HasPrefix(key, prefix) {
 			return nil, false
 		}
 		switch key[len(prefix):] {
 		case "id":
-			return s.Subject, true
+			return headerSafe(s.Subject), true
 		case "email":
-			return s.Email, true
+			return headerSafe(s.Email), true
 		case "name":
-			return s.Name, true
+			return headerSafe(s.Name), true
 		case "preferred_username":
-			return s.PreferredUsername, true
+			return headerSafe(s.PreferredUsername), true
 		case "groups":
 			return joinGroups(s.Groups), true
 		case "impersonated":
@@ -250,9 +251,9 @@ func (h *Handler) placeholders(repl *caddy.Replacer, s *Session) {
 			}
 			return "false", true
 		case "impersonator.id":
-			return s.ImpersonatorID, true
+			return headerSafe(s.ImpersonatorID), true
 		case "impersonator.email":
-			return s.ImpersonatorEmail, true
+			return headerSafe(s.ImpersonatorEmail), true
 		case "session_id":
 			return s.ID, true
 		case "token_audience":

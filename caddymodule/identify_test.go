@@ -74,12 +74,12 @@ func TestIdentifyKeepsSignedClaimsAndReadsImpersonationFromEitherSource(t *testi
 		userinfo  map[string]any
 		email     string
 		verified  bool
-		impersona string // impersonator id, "" = not impersonated
+		impersona string // impersonator id; "-" = not impersonated
 	}{
 		{"userinfo cannot replace the ID token's email or its verification",
 			map[string]any{"sub": "u1", "email": "a@example.com", "email_verified": true},
 			map[string]any{"sub": "u1", "email": "ceo@example.com", "email_verified": false},
-			"a@example.com", true, ""},
+			"a@example.com", true, "-"},
 		{"userinfo adds what the ID token lacks (Auth0's impersonator)",
 			map[string]any{"sub": "u1"},
 			map[string]any{"sub": "u1", "email": "a@example.com", "impersonated": true, "impersonator": map[string]any{"user_id": "adm"}},
@@ -88,10 +88,18 @@ func TestIdentifyKeepsSignedClaimsAndReadsImpersonationFromEitherSource(t *testi
 			map[string]any{"sub": "u1", "https://example.com/impersonated": true, "https://example.com/impersonator": map[string]any{"user_id": "adm"}},
 			map[string]any{"sub": "u1", "https://example.com/impersonated": false, "impersonator": nil, "act": nil},
 			"", false, "adm"},
+		{"an ID token saying only that it is impersonated takes the impersonator from userinfo",
+			map[string]any{"sub": "u1", "https://example.com/impersonated": true},
+			map[string]any{"sub": "u1", "impersonated": true, "impersonator": map[string]any{"user_id": "adm"}},
+			"", false, "adm"},
+		{"userinfo saying impersonated without saying who still counts (and is refused later as unknown)",
+			map[string]any{"sub": "u1"},
+			map[string]any{"sub": "u1", "impersonated": true},
+			"", false, ""},
 		{"a plain identity is not impersonated",
 			map[string]any{"sub": "u1", "email": "a@example.com", "email_verified": true},
 			map[string]any{"sub": "u1", "name": "A"},
-			"a@example.com", true, ""},
+			"a@example.com", true, "-"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -103,7 +111,7 @@ func TestIdentifyKeepsSignedClaimsAndReadsImpersonationFromEitherSource(t *testi
 			if id.email != tc.email || id.emailVerified != tc.verified {
 				t.Errorf("email %q verified %v, want %q %v", id.email, id.emailVerified, tc.email, tc.verified)
 			}
-			got := ""
+			got := "-" // not impersonated
 			if id.imp != nil {
 				got = id.imp.ID
 			}

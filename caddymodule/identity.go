@@ -43,8 +43,14 @@ func (h *Handler) identify(ctx context.Context, d *discovered, idt *oidc.IDToken
 		if err := ui.Claims(&uc); err != nil {
 			return nil, errBadCallback, "userinfo claims do not decode"
 		}
-		if !impersonated {
-			imp, impersonated = mapping.detect(uc)
+		switch uimp, ok := mapping.detect(uc); {
+		case !ok:
+		case !impersonated:
+			imp, impersonated = uimp, true
+		case imp.ID == "" && imp.Email == "":
+			// The ID token may say only that the login is impersonated (an Action adding the
+			// flag alone); who did it may then be in /userinfo.
+			imp = uimp
 		}
 		for k, v := range uc {
 			if _, signed := c[k]; !signed {
@@ -77,7 +83,8 @@ func userinfoRefused(err error) bool {
 	if errors.As(err, &ue) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
 		return false
 	}
-	return strings.HasPrefix(err.Error(), "4")
+	msg := err.Error()
+	return strings.HasPrefix(msg, "4") && !strings.HasPrefix(msg, "429")
 }
 
 func (h *Handler) groupsClaim() string {

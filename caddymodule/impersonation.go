@@ -152,7 +152,7 @@ func (p *impersonationPolicy) decide(ctx context.Context, target *identity, req 
 	if imp == nil || (imp.ID == "" && imp.Email == "") {
 		return false, "impersonator unknown"
 	}
-	if len(p.impersonators) > 0 && !p.isImpersonator(imp.ID, imp.Email, imp.Username) {
+	if len(p.impersonators) > 0 && !p.isImpersonator(imp.ID, imp.Email) {
 		return false, "impersonator not allowed"
 	}
 	if p.protected(target) {
@@ -164,10 +164,7 @@ func (p *impersonationPolicy) decide(ctx context.Context, target *identity, req 
 		return false, "target email unknown, so protect cannot be checked"
 	}
 	if p.expr != nil {
-		t := make(map[string]any, len(target.claims)+1)
-		for k, v := range target.claims {
-			t[k] = v
-		}
+		t := celClaims(target)
 		t["id"] = target.subject
 		vars := map[string]any{
 			"impersonator": map[string]any{"id": imp.ID, "email": imp.Email, "username": imp.Username},

@@ -101,10 +101,23 @@ func (p *allowPolicy) admit(ctx context.Context, id *identity, req map[string]an
 			return false, "claim " + r.Claim + " not allowed"
 		}
 	}
-	if p.expr != nil && !evalCEL(ctx, p.expr, map[string]any{"claims": map[string]any(id.claims), "request": req}) {
+	if p.expr != nil && !evalCEL(ctx, p.expr, map[string]any{"claims": celClaims(id), "request": req}) {
 		return false, "expression denied"
 	}
 	return true, ""
+}
+
+// celClaims is what expressions see of the user's claims: all of them, except an email that
+// is not verified (an expression like claims.email.endsWith(...) must not admit a typed one).
+func celClaims(id *identity) map[string]any {
+	c := make(map[string]any, len(id.claims)+1)
+	for k, v := range id.claims {
+		c[k] = v
+	}
+	if !id.emailVerified {
+		delete(c, "email")
+	}
+	return c
 }
 
 func claimHasValue(c claims, r ClaimRule) bool {

@@ -171,7 +171,7 @@ func TestImpersonationPolicyDecides(t *testing.T) {
 		{"without an allowlist any named impersonator may", ImpersonationConfig{}, impersonated(alice, support), true, ""},
 		{"an impersonator listed by email may, whatever its case", ImpersonationConfig{Impersonators: []string{"Admin@Example.com"}}, impersonated(alice, admin), true, ""},
 		{"an impersonator listed by sub may", ImpersonationConfig{Impersonators: []string{"auth0|admin"}}, impersonated(alice, admin), true, ""},
-		{"an impersonator listed by username may", ImpersonationConfig{Impersonators: []string{"root"}}, impersonated(alice, kcAdmin), true, ""},
+		{"a username on the list does not admit (usernames may be editable)", ImpersonationConfig{Impersonators: []string{"root"}}, impersonated(alice, kcAdmin), false, "impersonator not allowed"},
 		{"an unlisted impersonator may not", ImpersonationConfig{Impersonators: []string{"admin@example.com"}}, impersonated(alice, support), false, "impersonator not allowed"},
 		{"an impersonator without id or email is unknown", ImpersonationConfig{}, impersonated(alice, &impersonator{}), false, "impersonator unknown"},
 		{"an identity without an impersonator is unknown", ImpersonationConfig{}, impersonated(alice, nil), false, "impersonator unknown"},
@@ -265,5 +265,19 @@ func TestNewImpersonationPolicyRefusesBadConfiguration(t *testing.T) {
 				t.Fatalf("newImpersonationPolicy = (%v, %v), want an error starting %q", p, err, tc.want)
 			}
 		})
+	}
+}
+
+func TestExpressionsNeverSeeAnUnverifiedEmail(t *testing.T) {
+	p, err := newAllowPolicy(&AllowConfig{Expression: `claims.email.endsWith("@example.com")`})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, verified := range []bool{true, false} {
+		id := &identity{claims: claims{"sub": "u", "email": "ceo@example.com", "email_verified": verified},
+			subject: "u", email: "ceo@example.com", emailVerified: verified}
+		if ok, _ := p.admit(context.Background(), id, nil); ok != verified {
+			t.Errorf("email_verified %v: admitted %v", verified, ok)
+		}
 	}
 }
