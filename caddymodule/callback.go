@@ -168,6 +168,9 @@ func (h *Handler) completeSolicited(w http.ResponseWriter, r *http.Request, para
 		fail(errBadCallback, "no code in a solicited response")
 		return
 	}
+	if !h.admitCallback(w, r) {
+		return
+	}
 	d, err := h.provider.get()
 	if err != nil {
 		fail(errUnreachable, "provider unreachable")

@@ -74,6 +74,7 @@ type Handler struct {
 	stateKeys  [][]byte // the first mints login states; all open them (secret rotation)
 	signedKeys [][]byte // the same for signed impersonation states
 	store      Store
+	limiter    *callbackLimiter
 	storeKey   string
 	logger     *zap.Logger
 	audit      *zap.Logger
@@ -179,6 +180,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return err
 	}
 	h.provider = newProvider(ctx, h)
+	h.limiter = newCallbackLimiter()
 	if testHookProvisioned != nil {
 		testHookProvisioned(h)
 	}

@@ -37,6 +37,9 @@ func (h *Handler) completeUnsolicited(w http.ResponseWriter, r *http.Request, pa
 		deny(auditEntry{}, reason)
 		return
 	}
+	if !h.admitCallback(w, r) {
+		return
+	}
 	d, err := h.provider.get()
 	if err != nil {
 		h.event(evLoginFailed, r, auditEntry{Reason: "provider unreachable"})
