@@ -2,6 +2,7 @@ package devidp
 
 import (
 	"crypto/rand"
+	"maps"
 	"net/http"
 	"time"
 )
@@ -71,36 +72,17 @@ func (s *Server) sweepLocked(now time.Time) {
 		return
 	}
 	s.lastSweep = now
-	for k, v := range s.pending {
-		if now.After(v.expires) {
-			delete(s.pending, k)
-		}
-	}
-	for k, v := range s.sessions {
-		if now.After(v.expires) {
-			delete(s.sessions, k)
-		}
-	}
-	for k, v := range s.codes {
-		if now.After(v.expires) {
-			delete(s.codes, k)
-		}
-	}
-	for k, v := range s.access {
-		if now.After(v.expires) {
-			delete(s.access, k)
-		}
-	}
-	for k, v := range s.refresh {
-		if now.After(v.expires) {
-			delete(s.refresh, k)
-		}
-	}
-	for k, exp := range s.usedLinks {
-		if now.After(exp) {
-			delete(s.usedLinks, k)
-		}
-	}
+	sweep(s.pending, now, func(v *pending) time.Time { return v.expires })
+	sweep(s.sessions, now, func(v *session) time.Time { return v.expires })
+	sweep(s.codes, now, func(v *codeEntry) time.Time { return v.expires })
+	sweep(s.access, now, func(v *accessEntry) time.Time { return v.expires })
+	sweep(s.refresh, now, func(v *refreshEntry) time.Time { return v.expires })
+	sweep(s.usedLinks, now, func(exp time.Time) time.Time { return exp })
+}
+
+// sweep deletes the records of m that expired before now.
+func sweep[V any](m map[string]V, now time.Time, expires func(V) time.Time) {
+	maps.DeleteFunc(m, func(_ string, v V) bool { return now.After(expires(v)) })
 }
 
 // addPending keeps an authorization for the login page and returns its tx id.
