@@ -61,6 +61,7 @@ func TestDemoScreenshots(t *testing.T) {
 	shoot("provider-admin.png")
 
 	e.impersonate(impersonation{"alice", "code", "get"})
+	e.do("waiting for Continue to come alive", chromedp.WaitEnabled(chromedp.CSS("#continue")))
 	shoot("confirm-impersonation.png")
 
 	e.click("#continue", onSitePage)
