@@ -32,6 +32,12 @@ type auditEntry struct {
 	Reason            string
 }
 
+// because returns the entry with the reason of the event.
+func (e auditEntry) because(reason string) auditEntry {
+	e.Reason = reason
+	return e
+}
+
 func entryFor(s *Session) auditEntry {
 	return auditEntry{SessionID: s.ID, Subject: s.Subject, Email: s.Email,
 		ImpersonatorID: s.ImpersonatorID, ImpersonatorEmail: s.ImpersonatorEmail}

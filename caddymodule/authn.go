@@ -68,9 +68,7 @@ func (h *Handler) currentSession(w http.ResponseWriter, r *http.Request) *Sessio
 	now := h.now()
 	end := func(reason string) *Session {
 		h.jar.clearAll(w, h.jar.base)
-		e := entryFor(s)
-		e.Reason = reason
-		h.event(evSessionRejected, r, e)
+		h.event(evSessionRejected, r, entryFor(s).because(reason))
 		return nil
 	}
 	dirty := false

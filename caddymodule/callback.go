@@ -206,9 +206,7 @@ func (h *Handler) completeSolicited(w http.ResponseWriter, r *http.Request, para
 		return
 	}
 	if ok, why := h.allow.admit(ctx, id, requestVars(r)); !ok {
-		e := entryForIdentity(id)
-		e.Reason = why
-		h.event(evLoginFailed, r, e)
+		h.event(evLoginFailed, r, entryForIdentity(id).because(why))
 		h.writeError(w, r, errDenied)
 		return
 	}
@@ -258,9 +256,7 @@ func (h *Handler) issueSession(w http.ResponseWriter, r *http.Request, s *Sessio
 		h.stashOwnSession(w, r, s)
 	}
 	if !h.writeSession(w, r, s) {
-		e := entryFor(s)
-		e.Reason = "session too large for cookies"
-		h.event(evLoginFailed, r, e)
+		h.event(evLoginFailed, r, entryFor(s).because("session too large for cookies"))
 		h.writeError(w, r, errSessionTooLarge)
 		return
 	}

@@ -27,9 +27,7 @@ func (h *Handler) askConfirmation(w http.ResponseWriter, r *http.Request, s *Ses
 	exp := h.now().Add(confirmTTL)
 	// Strict: only a request from this site's own page can carry it to the confirm endpoint.
 	if !h.jar.setChunkedSameSite(w, r, h.jar.confirmName(), h.sealer.seal(purposeConfirm, payload, exp), exp, http.SameSiteStrictMode) {
-		e := entryFor(s)
-		e.Reason = "session too large for cookies"
-		h.event(evImpersonationDenied, r, e)
+		h.event(evImpersonationDenied, r, entryFor(s).because("session too large for cookies"))
 		h.writeError(w, r, errSessionTooLarge)
 		return
 	}
@@ -51,9 +49,7 @@ func (h *Handler) serveConfirm(w http.ResponseWriter, r *http.Request) {
 	}
 	var who auditEntry // the parked session's identity, once its cookie opens
 	refuse := func(reason string) {
-		e := who
-		e.Reason = reason
-		h.event(evImpersonationDenied, r, e)
+		h.event(evImpersonationDenied, r, who.because(reason))
 		h.writeError(w, r, errConfirmation)
 	}
 	if !sameOrigin(r) {
@@ -93,9 +89,7 @@ func (h *Handler) serveConfirm(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if r.PostForm.Get("decision") != "continue" {
-		e := entryFor(s)
-		e.Reason = "cancelled at the confirmation page"
-		h.event(evImpersonationDenied, r, e)
+		h.event(evImpersonationDenied, r, entryFor(s).because("cancelled at the confirmation page"))
 		h.writePage(w, http.StatusOK, "error.html", pageData{Title: "Impersonation cancelled",
 			Message: "Nothing was signed in. You can close this page."})
 		return

@@ -97,9 +97,7 @@ func (j cookieJar) setChunkedSameSite(w http.ResponseWriter, r *http.Request, na
 		} else {
 			// The request shows no whole cookie: it may have been sent cross-site, hiding chunks
 			// of an earlier session that would come back when this one expires.
-			for i := 0; i < maxChunks; i++ {
-				j.clear(w, name+"_"+strconv.Itoa(i))
-			}
+			j.clearChunkNames(w, name, 0)
 		}
 		return true
 	}
@@ -113,22 +111,25 @@ func (j cookieJar) setChunkedSameSite(w http.ResponseWriter, r *http.Request, na
 	// cross-site request (SameSite) may not show what the browser holds, and a stale whole
 	// cookie would be read before these chunks, a stale later chunk after them.
 	j.clear(w, name)
-	for i := n; i < maxChunks; i++ {
-		j.clear(w, name+"_"+strconv.Itoa(i))
-	}
+	j.clearChunkNames(w, name, n)
 	return true
 }
 
-// clearChunked clears name and every chunk of it the request carries.
 // clearAll clears name and every chunk name, whether or not the request carried them: a
 // request the browser sent cross-site may not show the cookies it holds (SameSite).
 func (j cookieJar) clearAll(w http.ResponseWriter, name string) {
 	j.clear(w, name)
-	for i := 0; i < maxChunks; i++ {
+	j.clearChunkNames(w, name, 0)
+}
+
+// clearChunkNames clears chunks from and later of name, unconditionally.
+func (j cookieJar) clearChunkNames(w http.ResponseWriter, name string, from int) {
+	for i := from; i < maxChunks; i++ {
 		j.clear(w, name+"_"+strconv.Itoa(i))
 	}
 }
 
+// clearChunked clears name and every chunk of it the request carries.
 func (j cookieJar) clearChunked(w http.ResponseWriter, r *http.Request, name string) {
 	if hasCookie(r, name) {
 		j.clear(w, name)

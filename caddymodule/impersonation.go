@@ -206,9 +206,7 @@ func (h *Handler) admitImpersonation(w http.ResponseWriter, r *http.Request, id 
 			return true
 		}
 	}
-	e := entryForIdentity(id)
-	e.Reason = reason
-	h.event(evImpersonationDenied, r, e)
+	h.event(evImpersonationDenied, r, entryForIdentity(id).because(reason))
 	h.writeError(w, r, errImpersonationRefused)
 	return false
 }

@@ -25,8 +25,7 @@ func (h *Handler) completeUnsolicited(w http.ResponseWriter, r *http.Request, pa
 	}
 	now := h.now()
 	deny := func(e auditEntry, reason string) {
-		e.Reason = reason
-		h.event(evImpersonationDenied, r, e)
+		h.event(evImpersonationDenied, r, e.because(reason))
 		h.writeError(w, r, errImpersonationRefused)
 	}
 	if iss := params.Get("iss"); iss != "" && iss != h.Issuer {
@@ -93,9 +92,7 @@ func (h *Handler) completeUnsolicited(w http.ResponseWriter, r *http.Request, pa
 		return
 	}
 	if id.imp == nil {
-		e := entryForIdentity(id)
-		e.Reason = "unsolicited response for an identity that is not impersonated"
-		h.bounce(w, r, e, h.imp.landing)
+		h.bounce(w, r, entryForIdentity(id).because("unsolicited response for an identity that is not impersonated"), h.imp.landing)
 		return
 	}
 	// A response is as old as its oldest evidence: a code exchanged late still yields a fresh
