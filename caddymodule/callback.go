@@ -40,7 +40,7 @@ func (h *Handler) serveCallback(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if r.Method == http.MethodGet && !hasAny(params, responseParams) {
-		h.writePage(w, http.StatusOK, "relay.html", pageData{Title: "Completing sign-in", Action: h.RedirectURIPath(), Retry: h.startURL("/")})
+		h.writePage(w, http.StatusOK, "relay.html", pageData{Title: "Completing sign-in", Action: h.callbackPath(), Retry: h.startURL("/")})
 		return
 	}
 	state := params.Get("state")
@@ -86,8 +86,8 @@ var knownErrorCodes = map[string]bool{
 	"registration_not_supported": true,
 }
 
-// RedirectURIPath is the callback's path on this host.
-func (h *Handler) RedirectURIPath() string {
+// callbackPath is the callback's path on this host.
+func (h *Handler) callbackPath() string {
 	return h.prefix + h.callbackName()
 }
 
