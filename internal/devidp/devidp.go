@@ -76,6 +76,10 @@ type Config struct {
 	Now func() time.Time
 	// Key signs tokens (RS256). Nil means a fresh 2048-bit key.
 	Key *rsa.PrivateKey
+	// Misbehave lists the deliberate protocol violations the provider starts with, for
+	// testing a relying party's checks (see Misbehaviour). SetMisbehaviour changes them at
+	// run time. Default: none, a well-behaved provider.
+	Misbehave []Misbehaviour
 }
 
 // Lifetimes of the provider's own records. ID tokens last 10h, as Auth0's do by default.
@@ -95,14 +99,17 @@ type Server struct {
 	cfg       Config
 	base      string // the Issuer's path, "/" usually; every route hangs under it
 	secure    bool   // the Issuer is https, so cookies are Secure
-	key       *rsa.PrivateKey
-	kid       string
 	macKey    []byte // HMAC key of impersonation links
 	users     []*User
 	clients   []*Client
 	updatedAt string // the users' updated_at, as Auth0 formats it
 	mux       *http.ServeMux
 	clock     atomic.Pointer[func() time.Time]
+	misbehave atomic.Pointer[misbehaviourSet]
+	hanging   func(*http.Request) // test hook: a slow fault has started to hang
+
+	keyMu sync.RWMutex      // guards keys
+	keys  []signingKeyEntry // oldest first; the last one signs
 
 	mu        sync.Mutex // guards everything below
 	autoUser  string
@@ -142,7 +149,6 @@ func New(cfg Config) (*Server, error) {
 		cfg:       cfg,
 		base:      u.Path,
 		secure:    u.Scheme == "https",
-		key:       cfg.Key,
 		pending:   map[string]*pending{},
 		sessions:  map[string]*session{},
 		codes:     map[string]*codeEntry{},
@@ -151,6 +157,9 @@ func New(cfg Config) (*Server, error) {
 		usedLinks: map[string]time.Time{},
 	}
 	s.SetNow(cfg.Now)
+	if err := s.SetMisbehaviour(cfg.Misbehave...); err != nil {
+		return nil, err
+	}
 	if err := s.loadUsers(cfg.Users); err != nil {
 		return nil, err
 	}
@@ -166,12 +175,13 @@ func New(cfg Config) (*Server, error) {
 		c.PostLogoutRedirectURIs = slices.Clone(c.PostLogoutRedirectURIs)
 		s.clients = append(s.clients, &c)
 	}
-	if s.key == nil {
-		if s.key, err = rsa.GenerateKey(rand.Reader, 2048); err != nil {
+	key := cfg.Key
+	if key == nil {
+		if key, err = rsa.GenerateKey(rand.Reader, 2048); err != nil {
 			return nil, fmt.Errorf("devidp: generating signing key: %w", err)
 		}
 	}
-	s.kid = keyID(&s.key.PublicKey)
+	s.keys = []signingKeyEntry{{kid: keyID(&key.PublicKey), key: key}}
 	s.macKey = make([]byte, 32)
 	rand.Read(s.macKey)
 	s.updatedAt = s.now().UTC().Format("2006-01-02T15:04:05.000Z")
@@ -185,13 +195,13 @@ func (s *Server) routes() {
 	m.HandleFunc("GET "+p+"{$}", func(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, p+"admin", http.StatusSeeOther)
 	})
-	m.HandleFunc("GET "+p+".well-known/openid-configuration", s.handleDiscovery)
-	m.HandleFunc("GET "+p+".well-known/jwks.json", s.handleJWKS)
+	m.HandleFunc("GET "+p+".well-known/openid-configuration", s.faulty(endpointDiscovery, s.handleDiscovery))
+	m.HandleFunc("GET "+p+".well-known/jwks.json", s.faulty(endpointJWKS, s.handleJWKS))
 	m.HandleFunc("GET "+p+"authorize", s.handleAuthorize)
 	m.HandleFunc("POST "+p+"login", s.handleLogin)
-	m.HandleFunc("POST "+p+"oauth/token", s.handleToken)
-	m.HandleFunc("GET "+p+"userinfo", s.handleUserinfo)
-	m.HandleFunc("POST "+p+"userinfo", s.handleUserinfo)
+	m.HandleFunc("POST "+p+"oauth/token", s.faulty(endpointToken, s.handleToken))
+	m.HandleFunc("GET "+p+"userinfo", s.faulty(endpointUserinfo, s.handleUserinfo))
+	m.HandleFunc("POST "+p+"userinfo", s.faulty(endpointUserinfo, s.handleUserinfo))
 	m.HandleFunc("POST "+p+"users/{id}/impersonate", s.handleImpersonateAPI)
 	m.HandleFunc("GET "+p+"users/{id}/impersonate", s.handleFollowLink)
 	m.HandleFunc("GET "+p+"oidc/logout", s.handleOIDCLogout)

@@ -46,16 +46,20 @@ func (s *Server) handleDiscovery(w http.ResponseWriter, r *http.Request) {
 			"iss", "name", "nickname", "nonce", "preferred_username", "sid", "sub", "updated_at",
 			"groups", "roles", "impersonated", "impersonator", "act"},
 	}
+	m := s.misbehaviour()
+	if m.has(DiscoveryWrongIssuer) {
+		d.Issuer = WrongIssuer
+	}
+	switch {
+	case m.has(TokenAuthPostOnly):
+		d.TokenEndpointAuthMethodsSupported = []string{"client_secret_post"}
+	case m.has(TokenAuthBasicOnly):
+		d.TokenEndpointAuthMethodsSupported = []string{"client_secret_basic"}
+	}
 	if !s.cfg.DisableEndSession {
 		d.EndSessionEndpoint = iss + "oidc/logout"
 	}
 	writeJSON(w, http.StatusOK, d)
-}
-
-func (s *Server) handleJWKS(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, struct {
-		Keys []jwk `json:"keys"`
-	}{[]jwk{publicJWK(&s.key.PublicKey, s.kid)}})
 }
 
 // writeJSON answers v as JSON. Nothing the provider answers may be cached: tokens, errors,

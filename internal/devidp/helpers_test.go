@@ -266,3 +266,49 @@ func (e *env) mustImpersonate(t *testing.T, p ImpersonateParams) string {
 	}
 	return link
 }
+
+func sha256Of(s string) []byte {
+	sum := sha256.Sum256([]byte(s))
+	return sum[:]
+}
+
+// discovery fetches and decodes the discovery document.
+func (e *env) discovery(t *testing.T) map[string]any {
+	t.Helper()
+	_, body := e.get(t, e.url(".well-known/openid-configuration"))
+	var d map[string]any
+	if err := json.Unmarshal([]byte(body), &d); err != nil {
+		t.Fatalf("discovery %q: %v", body, err)
+	}
+	return d
+}
+
+// tokenRequest posts form to the token endpoint as app, with HTTP Basic or client_secret_post.
+func (e *env) tokenRequest(t *testing.T, form url.Values, basic bool) (int, map[string]any) {
+	t.Helper()
+	if !basic {
+		return e.exchange(t, form)
+	}
+	req, _ := http.NewRequest(http.MethodPost, e.url("oauth/token"), strings.NewReader(form.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.SetBasicAuth(url.QueryEscape(appID), url.QueryEscape(appSecret))
+	resp, body := e.do(t, req)
+	var m map[string]any
+	json.Unmarshal([]byte(body), &m)
+	return resp.StatusCode, m
+}
+
+func equalJSON(a, b any) bool {
+	x, _ := json.Marshal(a)
+	y, _ := json.Marshal(b)
+	return string(x) == string(y)
+}
+
+func containsAny(list []any, v any) bool {
+	for _, x := range list {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}

@@ -20,6 +20,7 @@ type issueOpts struct {
 	nonce   string // its nonce, when the authorization had one
 	atHash  bool   // its at_hash (implicit id_token token)
 	refresh bool   // a refresh token, when the scope has offline_access and no one impersonates
+	renewal bool   // a refresh_token grant's reissue, which some misbehaviours spoil
 }
 
 // issueTokens mints and remembers the tokens of g.
@@ -45,7 +46,8 @@ func (s *Server) issueTokens(g grant, o issueOpts) (tokenSet, error) {
 		if o.atHash {
 			atHash = halfHash(ts.AccessToken)
 		}
-		tok, err := s.sign(s.idTokenClaims(&g, u, imp, now, o.nonce, atHash))
+		c := s.idTokenClaims(&g, u, imp, now, o.nonce, atHash)
+		tok, err := s.signWith(s.spoilIDToken(c, now, o.renewal), c)
 		if err != nil {
 			return tokenSet{}, err
 		}

@@ -15,12 +15,13 @@ import (
 
 var b64 = base64.RawURLEncoding
 
-// jwk is the public signing key as JWKS publishes it.
+// jwk is the public signing key as JWKS publishes it. Kid is omitted when a misbehaviour
+// publishes keys without one.
 type jwk struct {
 	Kty string `json:"kty"`
 	Use string `json:"use"`
 	Alg string `json:"alg"`
-	Kid string `json:"kid"`
+	Kid string `json:"kid,omitempty"`
 	N   string `json:"n"`
 	E   string `json:"e"`
 }
@@ -40,13 +41,43 @@ func keyID(pub *rsa.PublicKey) string {
 	return b64.EncodeToString(sum[:])
 }
 
-// sign makes an RS256 JWT of claims: base64url(header).base64url(payload).base64url(signature).
-func (s *Server) sign(claims any) (string, error) {
-	header, err := json.Marshal(struct {
-		Alg string `json:"alg"`
-		Typ string `json:"typ"`
-		Kid string `json:"kid"`
-	}{"RS256", "JWT", s.kid})
+// jwtHeader is a JWS protected header.
+type jwtHeader struct {
+	Alg string `json:"alg"`
+	Typ string `json:"typ,omitempty"`
+	Kid string `json:"kid,omitempty"`
+}
+
+// signing says how to sign one token. The zero value is the provider's ordinary RS256 JWT
+// with typ "JWT" and the current key's kid.
+type signing struct {
+	typ      string // header typ; "" means "JWT"
+	kid      string // header kid instead of the signing key's
+	noKid    bool   // no kid in the header
+	unsigned bool   // alg "none" and an empty signature
+	badSig   bool   // an RS256 signature that does not verify
+}
+
+// sign makes an ordinary RS256 JWT of claims.
+func (s *Server) sign(claims any) (string, error) { return s.signWith(signing{}, claims) }
+
+// signWith makes a JWT of claims as o says: base64url(header).base64url(payload).base64url(signature).
+func (s *Server) signWith(o signing, claims any) (string, error) {
+	key, kid := s.signingKey()
+	h := jwtHeader{Alg: "RS256", Typ: o.typ, Kid: kid}
+	if h.Typ == "" {
+		h.Typ = "JWT"
+	}
+	if o.kid != "" {
+		h.Kid = o.kid
+	}
+	if o.noKid || s.misbehaviour().kidAbsent() {
+		h.Kid = ""
+	}
+	if o.unsigned {
+		h.Alg, h.Kid = "none", ""
+	}
+	header, err := json.Marshal(h)
 	if err != nil {
 		return "", err
 	}
@@ -55,24 +86,28 @@ func (s *Server) sign(claims any) (string, error) {
 		return "", fmt.Errorf("encoding claims: %w", err)
 	}
 	input := b64.EncodeToString(header) + "." + b64.EncodeToString(payload)
+	if o.unsigned {
+		return input + ".", nil
+	}
 	sum := sha256.Sum256([]byte(input))
-	sig, err := rsa.SignPKCS1v15(rand.Reader, s.key, crypto.SHA256, sum[:])
+	sig, err := rsa.SignPKCS1v15(rand.Reader, key, crypto.SHA256, sum[:])
 	if err != nil {
 		return "", fmt.Errorf("signing token: %w", err)
+	}
+	if o.badSig {
+		sig[len(sig)/2] ^= 0x01 // still the right length and encoding, no longer valid
 	}
 	return input + "." + b64.EncodeToString(sig), nil
 }
 
-// verify checks that token is an RS256 JWT signed by this provider's key and decodes its
-// claims into v. It checks no time: an expired ID token is still a good id_token_hint.
+// verify checks that token is an RS256 JWT signed by one of the provider's keys and decodes
+// its claims into v. It checks no time: an expired ID token is still a good id_token_hint.
 func (s *Server) verify(token string, v any) error {
 	parts := strings.Split(token, ".")
 	if len(parts) != 3 {
 		return errors.New("not a JWT")
 	}
-	var header struct {
-		Alg string `json:"alg"`
-	}
+	var header jwtHeader
 	raw, err := b64.DecodeString(parts[0])
 	if err != nil || json.Unmarshal(raw, &header) != nil || header.Alg != "RS256" {
 		return errors.New("bad JWT header")
@@ -82,7 +117,14 @@ func (s *Server) verify(token string, v any) error {
 		return errors.New("bad JWT signature encoding")
 	}
 	sum := sha256.Sum256([]byte(parts[0] + "." + parts[1]))
-	if err := rsa.VerifyPKCS1v15(&s.key.PublicKey, crypto.SHA256, sum[:], sig); err != nil {
+	ok := false
+	for _, k := range s.verificationKeys(header.Kid) {
+		if rsa.VerifyPKCS1v15(k, crypto.SHA256, sum[:], sig) == nil {
+			ok = true
+			break
+		}
+	}
+	if !ok {
 		return errors.New("bad JWT signature")
 	}
 	payload, err := b64.DecodeString(parts[1])

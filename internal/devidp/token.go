@@ -35,10 +35,16 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 
 // authenticateClient returns the client the request authenticates as (client_secret_basic,
 // client_secret_post, or client_id alone for a public client), or nil; usedBasic says
-// whether the request tried HTTP Basic.
+// whether the request tried HTTP Basic. TokenAuthPostOnly and TokenAuthBasicOnly refuse the
+// other secret method.
 func (s *Server) authenticateClient(r *http.Request) (c *Client, usedBasic bool) {
+	m := s.misbehaviour()
 	id, secret, usedBasic := r.BasicAuth()
-	if usedBasic {
+	switch {
+	case usedBasic:
+		if m.has(TokenAuthPostOnly) {
+			return nil, true
+		}
 		// RFC 6749 §2.3.1: the credentials are form-encoded before Basic encoding.
 		if v, err := url.QueryUnescape(id); err == nil {
 			id = v
@@ -46,8 +52,13 @@ func (s *Server) authenticateClient(r *http.Request) (c *Client, usedBasic bool)
 		if v, err := url.QueryUnescape(secret); err == nil {
 			secret = v
 		}
-	} else {
+	case r.PostForm.Has("client_secret"):
+		if m.has(TokenAuthBasicOnly) {
+			return nil, false
+		}
 		id, secret = r.PostForm.Get("client_id"), r.PostForm.Get("client_secret")
+	default: // a public client names itself and has no secret
+		id = r.PostForm.Get("client_id")
 	}
 	c = s.client(id)
 	if c == nil || subtle.ConstantTimeCompare([]byte(secret), []byte(c.Secret)) != 1 {
@@ -144,7 +155,7 @@ func (s *Server) refreshTokens(w http.ResponseWriter, r *http.Request, c *Client
 		oauthError(w, http.StatusBadRequest, "invalid_grant", "Unknown or invalid refresh token.")
 		return
 	}
-	ts, err := s.issueTokens(g, issueOpts{idToken: hasScope(g.Scope, "openid")})
+	ts, err := s.issueTokens(g, issueOpts{idToken: hasScope(g.Scope, "openid"), renewal: true})
 	if err != nil {
 		oauthError(w, http.StatusInternalServerError, "server_error", "The provider could not issue tokens.")
 		return

@@ -28,6 +28,9 @@ func (s *Server) handleUserinfo(w http.ResponseWriter, r *http.Request) {
 	}
 	c := s.profileClaims(u, g.Scope)
 	s.addImpersonation(c, s.user(g.ImpersonatorID), inUserinfo)
+	if s.misbehaviour().has(UserinfoWrongSub) {
+		c["sub"] = s.otherSub(u.ID)
+	}
 	writeJSON(w, http.StatusOK, c)
 }
 
