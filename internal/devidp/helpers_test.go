@@ -312,3 +312,20 @@ func containsAny(list []any, v any) bool {
 	}
 	return false
 }
+
+var (
+	key2Once sync.Once
+	testKey2 *rsa.PrivateKey
+)
+
+// sharedKey2 is a second key, for rotation, generated once.
+func sharedKey2(t *testing.T) *rsa.PrivateKey {
+	key2Once.Do(func() {
+		k, err := rsa.GenerateKey(rand.Reader, 2048)
+		if err != nil {
+			t.Fatalf("generating key: %v", err)
+		}
+		testKey2 = k
+	})
+	return testKey2
+}

@@ -1,12 +1,14 @@
-// Signing keys: the key the provider signs with, the keys its JWKS publishes, and the
-// published keys' shapes that some misbehaviours call for.
+// Signing keys: the key the provider signs with, the keys its JWKS publishes, their
+// rotation, and the published keys' shapes that some misbehaviours call for.
 
 package devidp
 
 import (
 	"crypto/rand"
 	"crypto/rsa"
+	"fmt"
 	"net/http"
+	"slices"
 	"sync"
 )
 
@@ -36,6 +38,72 @@ func (s *Server) verificationKeys(kid string) []*rsa.PublicKey {
 		}
 	}
 	return out
+}
+
+// RotateKey generates a new 2048-bit RSA key and signs with it from now on. The older keys
+// stay in the JWKS, so tokens they signed still verify, until RemoveKey or RetireOldKeys.
+// It returns the new key's kid (its RFC 7638 thumbprint). Safe for concurrent use.
+func (s *Server) RotateKey() (string, error) {
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		return "", fmt.Errorf("devidp: generating signing key: %w", err)
+	}
+	return s.RotateKeyTo(key)
+}
+
+// RotateKeyTo is RotateKey with a key of the caller's (tests reuse keys: generating one is
+// slow). It refuses a key the JWKS already holds.
+func (s *Server) RotateKeyTo(key *rsa.PrivateKey) (string, error) {
+	if key == nil {
+		return "", fmt.Errorf("devidp: RotateKeyTo needs a key")
+	}
+	kid := keyID(&key.PublicKey)
+	s.keyMu.Lock()
+	defer s.keyMu.Unlock()
+	if slices.ContainsFunc(s.keys, func(k signingKeyEntry) bool { return k.kid == kid }) {
+		return "", fmt.Errorf("devidp: key %s is already published", kid)
+	}
+	s.keys = append(s.keys, signingKeyEntry{kid: kid, key: key})
+	return kid, nil
+}
+
+// RemoveKey takes an old key out of the JWKS: tokens it signed no longer verify. It refuses
+// the key that signs now and a kid it does not publish.
+func (s *Server) RemoveKey(kid string) error {
+	s.keyMu.Lock()
+	defer s.keyMu.Unlock()
+	i := slices.IndexFunc(s.keys, func(k signingKeyEntry) bool { return k.kid == kid })
+	switch {
+	case i < 0:
+		return fmt.Errorf("devidp: no published key has kid %q", kid)
+	case i == len(s.keys)-1:
+		return fmt.Errorf("devidp: key %s signs now; rotate before removing it", kid)
+	}
+	s.keys = slices.Delete(s.keys, i, i+1)
+	return nil
+}
+
+// RetireOldKeys takes every key but the signing one out of the JWKS and returns their kids.
+func (s *Server) RetireOldKeys() []string {
+	s.keyMu.Lock()
+	defer s.keyMu.Unlock()
+	var old []string
+	for _, k := range s.keys[:len(s.keys)-1] {
+		old = append(old, k.kid)
+	}
+	s.keys = s.keys[len(s.keys)-1:]
+	return old
+}
+
+// Kids lists the kids of the published keys, oldest first: the last one signs.
+func (s *Server) Kids() []string {
+	s.keyMu.RLock()
+	defer s.keyMu.RUnlock()
+	var kids []string
+	for _, k := range s.keys {
+		kids = append(kids, k.kid)
+	}
+	return kids
 }
 
 // decoyKey is a key the JWKS publishes beside the real ones when a misbehaviour wants
