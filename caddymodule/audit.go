@@ -5,6 +5,8 @@ import (
 	"net/http"
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/relyingparty/caddy-oidc-auth/internal/claims"
+	"github.com/relyingparty/caddy-oidc-auth/internal/session"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 )
@@ -38,15 +40,15 @@ func (e auditEntry) because(reason string) auditEntry {
 	return e
 }
 
-func entryFor(s *Session) auditEntry {
+func entryFor(s *session.Session) auditEntry {
 	return auditEntry{SessionID: s.ID, Subject: s.Subject, Email: s.Email,
 		ImpersonatorID: s.ImpersonatorID, ImpersonatorEmail: s.ImpersonatorEmail}
 }
 
-func entryForIdentity(id *identity) auditEntry {
-	e := auditEntry{Subject: id.subject, Email: id.email}
-	if id.imp != nil {
-		e.ImpersonatorID, e.ImpersonatorEmail = id.imp.ID, id.imp.Email
+func entryForIdentity(id *claims.Identity) auditEntry {
+	e := auditEntry{Subject: id.Subject, Email: id.Email}
+	if id.Imp != nil {
+		e.ImpersonatorID, e.ImpersonatorEmail = id.Imp.ID, id.Imp.Email
 	}
 	return e
 }

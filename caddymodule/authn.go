@@ -6,13 +6,12 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/relyingparty/caddy-oidc-auth/internal/session"
 	"go.uber.org/zap"
 	"golang.org/x/oauth2"
 )
 
 const (
-	purposeSession = "session"
-	purposeStash   = "stash"
 	// refreshMargin: tokens are renewed this long before they expire.
 	refreshMargin = time.Minute
 	// refreshLockTTL bounds how long one refresh may hold a session's lock.
@@ -20,34 +19,34 @@ const (
 )
 
 // openSession reads the session cookie; nil when there is none or it does not open.
-func (h *Handler) openSession(r *http.Request) *Session {
-	s, _ := h.readSealedSession(r, h.jar.base, purposeSession)
+func (h *Handler) openSession(r *http.Request) *session.Session {
+	s, _ := h.readSealedSession(r, h.jar.Base, session.PurposeSession)
 	return s
 }
 
 // readSealedSession opens a session stored under name. rejected carries the reason when a
 // cookie was present but is not a valid session (tampered, expired, malformed).
-func (h *Handler) readSealedSession(r *http.Request, name, purpose string) (s *Session, rejected string) {
-	v, ok := readChunked(r, name)
+func (h *Handler) readSealedSession(r *http.Request, name string, purpose session.Purpose) (s *session.Session, rejected string) {
+	v, ok := session.ReadChunked(r, name)
 	if !ok {
 		return nil, ""
 	}
 	now := h.now()
-	plain, err := h.sealer.open(purpose, v, now)
+	plain, err := h.sealer.Open(purpose, v, now)
 	if err != nil {
-		if errors.Is(err, errSealExpired) {
+		if errors.Is(err, session.ErrExpired) {
 			return nil, "expired"
 		}
 		return nil, "does not open"
 	}
-	s = new(Session)
-	if err := s.unmarshal(plain); err != nil {
+	s = new(session.Session)
+	if err := s.Unmarshal(plain); err != nil {
 		return nil, "malformed"
 	}
 	if !now.Before(s.Expires) {
 		return nil, "expired"
 	}
-	if idle := time.Duration(h.SessionIdle); idle > 0 && purpose == purposeSession && now.Sub(s.LastSeen) > idle {
+	if idle := time.Duration(h.SessionIdle); idle > 0 && purpose == session.PurposeSession && now.Sub(s.LastSeen) > idle {
 		return nil, "idle"
 	}
 	return s, ""
@@ -55,10 +54,10 @@ func (h *Handler) readSealedSession(r *http.Request, name, purpose string) (s *S
 
 // currentSession returns the request's valid session, renewing it as needed (idle clock,
 // tokens). A cookie that is present but invalid is cleared and audited as session_rejected.
-func (h *Handler) currentSession(w http.ResponseWriter, r *http.Request) *Session {
-	s, rejected := h.readSealedSession(r, h.jar.base, purposeSession)
+func (h *Handler) currentSession(w http.ResponseWriter, r *http.Request) *session.Session {
+	s, rejected := h.readSealedSession(r, h.jar.Base, session.PurposeSession)
 	if rejected != "" {
-		h.jar.clearChunked(w, r, h.jar.base)
+		h.jar.ClearChunked(w, r, h.jar.Base)
 		h.event(evSessionRejected, r, auditEntry{Reason: rejected})
 		return nil
 	}
@@ -66,8 +65,8 @@ func (h *Handler) currentSession(w http.ResponseWriter, r *http.Request) *Sessio
 		return nil
 	}
 	now := h.now()
-	end := func(reason string) *Session {
-		h.jar.clearAll(w, h.jar.base)
+	end := func(reason string) *session.Session {
+		h.jar.ClearAll(w, h.jar.Base)
 		h.event(evSessionRejected, r, entryFor(s).because(reason))
 		return nil
 	}
@@ -109,11 +108,11 @@ func (h *Handler) currentSession(w http.ResponseWriter, r *http.Request) *Sessio
 
 // writeSession seals s into the session cookie(s), valid until s.Expires. It reports false,
 // writing nothing, when the session is too large for the cookies a browser keeps.
-func (h *Handler) writeSession(w http.ResponseWriter, r *http.Request, s *Session) bool {
-	return h.jar.setChunked(w, r, h.jar.base, h.sealer.seal(purposeSession, s.marshal(), s.Expires), s.Expires)
+func (h *Handler) writeSession(w http.ResponseWriter, r *http.Request, s *session.Session) bool {
+	return h.jar.SetChunked(w, r, h.jar.Base, h.sealer.Seal(session.PurposeSession, s.Marshal(), s.Expires), s.Expires)
 }
 
-func (h *Handler) needsRefresh(s *Session, now time.Time) bool {
+func (h *Handler) needsRefresh(s *session.Session, now time.Time) bool {
 	return h.Refresh && !s.Impersonated && s.RefreshToken != "" && !s.TokenExpiry.IsZero() &&
 		now.Add(refreshMargin).After(s.TokenExpiry)
 }
@@ -126,7 +125,7 @@ var (
 
 // refresh renews the session's tokens with its refresh token. One refresh per session runs at
 // a time; a request that finds one under way goes on with the tokens it has.
-func (h *Handler) refresh(r *http.Request, s *Session) error {
+func (h *Handler) refresh(r *http.Request, s *session.Session) error {
 	ctx, cancel := context.WithTimeout(r.Context(), providerTimeout)
 	defer cancel()
 	unlock, ok, err := h.store.TryLock(ctx, "refresh\x00"+s.ID, refreshLockTTL)
@@ -171,7 +170,7 @@ func (h *Handler) refresh(r *http.Request, s *Session) error {
 		if perr != nil {
 			return errors.New("identifying the refreshed tokens")
 		}
-		if ok, _ := h.allow.admit(ctx, id, requestVars(r)); !ok || id.imp != nil {
+		if ok, _ := h.allow.Admit(ctx, id, requestVars(r)); !ok || id.Imp != nil {
 			return errNoLongerAdmitted
 		}
 		fresh := h.newSession(id, tok, raw, s.TokenAudience, h.now())

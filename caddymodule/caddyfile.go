@@ -162,9 +162,9 @@ func (c *ImpersonationConfig) unmarshal(d *caddyfile.Dispenser) error {
 		case "state":
 			args := d.RemainingArgs()
 			switch {
-			case len(args) == 2 && args[0] == stateFixed:
+			case len(args) == 2 && args[0] == "fixed":
 				c.State, c.StateValue = args[0], args[1]
-			case len(args) == 1 && args[0] != stateFixed:
+			case len(args) == 1 && args[0] != "fixed":
 				c.State = args[0]
 			default:
 				err = d.Err("state takes any, signed, or fixed VALUE")

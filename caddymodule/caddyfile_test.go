@@ -17,6 +17,8 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	_ "github.com/caddyserver/caddy/v2/modules/standard"
+	"github.com/relyingparty/caddy-oidc-auth/internal/policy"
+	"github.com/relyingparty/caddy-oidc-auth/internal/session"
 )
 
 // -update rewrites the golden testdata/*.json files from testdata/*.caddyfile. It is
@@ -515,12 +517,12 @@ func TestProvisionResolvesEnvironmentPlaceholdersAndDefaults(t *testing.T) {
 		{"redirect_uri defaults to /oauth2/callback", h.RedirectURI, "/oauth2/callback"},
 		{"the endpoints sit beside the callback", h.prefix, "/oauth2/"},
 		{"scopes default to openid profile email", h.Scopes, []string{"openid", "profile", "email"}},
-		{"the cookie defaults to a __Host- Lax cookie", []any{h.jar.base, h.jar.domain, h.jar.secure, h.jar.sameSite},
+		{"the cookie defaults to a __Host- Lax cookie", []any{h.jar.Base, h.jar.Domain(), h.jar.Secure(), h.jar.SameSite},
 			[]any{"__Host-oidc_auth", "", true, http.SameSiteLaxMode}},
 		{"sessions last 12h by default", h.SessionLifetime, durationOf(12 * time.Hour)},
 		{"unauthenticated defaults to redirect", h.Unauthenticated, "redirect"},
 		{"the default headers are planned", h.headers.user, "X-Forwarded-User"},
-		{"no allow block admits everyone", h.allow, (*allowPolicy)(nil)},
+		{"no allow block admits everyone", h.allow, (*policy.Allow)(nil)},
 		{"no impersonation block refuses impersonation", h.imp, (*impersonationPolicy)(nil)},
 		{"the store is keyed by issuer and client", h.storeKey, issuer + "\x00app"},
 	} {
@@ -531,12 +533,12 @@ func TestProvisionResolvesEnvironmentPlaceholdersAndDefaults(t *testing.T) {
 		})
 	}
 	t.Run("the environment's new secret seals and its old one opens", func(t *testing.T) {
-		fromOld := unitSealer(t, older).seal(purposeSession, []byte("old"), time.Now().Add(time.Hour))
-		if got, err := h.sealer.open(purposeSession, fromOld, time.Now()); err != nil || string(got) != "old" {
+		fromOld := unitSealer(t, older).Seal(session.PurposeSession, []byte("old"), time.Now().Add(time.Hour))
+		if got, err := h.sealer.Open(session.PurposeSession, fromOld, time.Now()); err != nil || string(got) != "old" {
 			t.Fatalf("open of a value sealed with the old secret = (%q, %v)", got, err)
 		}
-		fromHandler := h.sealer.seal(purposeSession, []byte("new"), time.Now().Add(time.Hour))
-		if got, err := unitSealer(t, newer).open(purposeSession, fromHandler, time.Now()); err != nil || string(got) != "new" {
+		fromHandler := h.sealer.Seal(session.PurposeSession, []byte("new"), time.Now().Add(time.Hour))
+		if got, err := unitSealer(t, newer).Open(session.PurposeSession, fromHandler, time.Now()); err != nil || string(got) != "new" {
 			t.Fatalf("the handler does not seal with the new secret: (%q, %v)", got, err)
 		}
 	})

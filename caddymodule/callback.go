@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/coreos/go-oidc/v3/oidc"
+	"github.com/relyingparty/caddy-oidc-auth/internal/session"
 	"go.uber.org/zap"
 	"golang.org/x/oauth2"
 )
@@ -145,7 +146,7 @@ func (h *Handler) completeSolicited(w http.ResponseWriter, r *http.Request, para
 		h.writeError(w, r, e)
 	}
 	if now.Sub(info.issued) > attemptTTL {
-		h.jar.clear(w, h.jar.attemptPrefix()+info.id)
+		h.jar.Clear(w, h.jar.AttemptPrefix()+info.id)
 		fail(errAttemptExpired, "attempt expired")
 		return
 	}
@@ -202,16 +203,16 @@ func (h *Handler) completeSolicited(w http.ResponseWriter, r *http.Request, para
 		fail(perr, reason)
 		return
 	}
-	if id.imp != nil && !h.admitImpersonation(w, r, id) {
+	if id.Imp != nil && !h.admitImpersonation(w, r, id) {
 		return
 	}
-	if ok, why := h.allow.admit(ctx, id, requestVars(r)); !ok {
+	if ok, why := h.allow.Admit(ctx, id, requestVars(r)); !ok {
 		h.event(evLoginFailed, r, entryForIdentity(id).because(why))
 		h.writeError(w, r, errDenied)
 		return
 	}
 	audience := ""
-	if id.imp == nil && h.verifiesForAudience(ctx, d, tok.AccessToken) {
+	if id.Imp == nil && h.verifiesForAudience(ctx, d, tok.AccessToken) {
 		audience = h.Audience
 	}
 	s := h.newSession(id, tok, raw, audience, now)
@@ -251,7 +252,7 @@ func (h *Handler) verifyIDToken(ctx context.Context, d *discovered, raw string, 
 }
 
 // issueSession sets the session cookie, audits the login and sends the browser on.
-func (h *Handler) issueSession(w http.ResponseWriter, r *http.Request, s *Session, returnTo string) {
+func (h *Handler) issueSession(w http.ResponseWriter, r *http.Request, s *session.Session, returnTo string) {
 	if s.Impersonated {
 		h.stashOwnSession(w, r, s)
 	}
@@ -273,7 +274,7 @@ func (h *Handler) issueSession(w http.ResponseWriter, r *http.Request, s *Sessio
 func (h *Handler) sendOn(w http.ResponseWriter, r *http.Request, path string) {
 	path = safeReturnTo(path, "/")
 	w.Header().Set("Cache-Control", "no-store")
-	if h.jar.sameSite == http.SameSiteStrictMode {
+	if h.jar.SameSite == http.SameSiteStrictMode {
 		h.continueTo(w, path, "Signed in", "You are signed in.")
 		return
 	}

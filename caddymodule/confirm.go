@@ -7,10 +7,12 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/relyingparty/caddy-oidc-auth/internal/claims"
+	"github.com/relyingparty/caddy-oidc-auth/internal/session"
 )
 
 const (
-	purposeConfirm = "confirm"
 	// confirmTTL is how long the confirmation page may wait for its answer.
 	confirmTTL = 5 * time.Minute
 	// signedStateTTL is how long a minted impersonation state may wait to be used.
@@ -20,13 +22,13 @@ const (
 
 // askConfirmation parks the impersonated session in a short-lived sealed cookie, bound to a
 // one-time token, and shows the page that asks the person to confirm.
-func (h *Handler) askConfirmation(w http.ResponseWriter, r *http.Request, s *Session) {
+func (h *Handler) askConfirmation(w http.ResponseWriter, r *http.Request, s *session.Session) {
 	token := randomToken(24)
-	payload := appendString(nil, token)
-	payload = append(payload, s.marshal()...)
+	payload := session.AppendString(nil, token)
+	payload = append(payload, s.Marshal()...)
 	exp := h.now().Add(confirmTTL)
 	// Strict: only a request from this site's own page can carry it to the confirm endpoint.
-	if !h.jar.setChunkedSameSite(w, r, h.jar.confirmName(), h.sealer.seal(purposeConfirm, payload, exp), exp, http.SameSiteStrictMode) {
+	if !h.jar.SetChunkedSameSite(w, r, h.jar.ConfirmName(), h.sealer.Seal(session.PurposeConfirm, payload, exp), exp, http.SameSiteStrictMode) {
 		h.event(evImpersonationDenied, r, entryFor(s).because("session too large for cookies"))
 		h.writeError(w, r, errSessionTooLarge)
 		return
@@ -61,21 +63,21 @@ func (h *Handler) serveConfirm(w http.ResponseWriter, r *http.Request) {
 		refuse("confirmation form does not parse")
 		return
 	}
-	v, ok := readChunked(r, h.jar.confirmName())
+	v, ok := session.ReadChunked(r, h.jar.ConfirmName())
 	if !ok {
 		refuse("confirmation cookie missing")
 		return
 	}
-	h.jar.clearChunked(w, r, h.jar.confirmName())
-	plain, err := h.sealer.open(purposeConfirm, v, h.now())
+	h.jar.ClearChunked(w, r, h.jar.ConfirmName())
+	plain, err := h.sealer.Open(session.PurposeConfirm, v, h.now())
 	if err != nil {
 		refuse("confirmation cookie expired or invalid")
 		return
 	}
-	d := decoder{s: string(plain)}
-	token := d.string()
-	s := new(Session)
-	if d.err || s.unmarshal([]byte(d.s)) != nil {
+	d := session.NewDecoder(plain)
+	token := d.Text()
+	s := new(session.Session)
+	if d.Failed() || s.Unmarshal([]byte(d.Rest())) != nil {
 		refuse("confirmation cookie malformed")
 		return
 	}
@@ -103,15 +105,15 @@ var errConfirmation = &pageError{http.StatusBadRequest, "confirmation_failed", "
 
 // stashOwnSession keeps the browser's current session aside when it belongs to the
 // impersonator, so ending the impersonation gives it back.
-func (h *Handler) stashOwnSession(w http.ResponseWriter, r *http.Request, imp *Session) {
+func (h *Handler) stashOwnSession(w http.ResponseWriter, r *http.Request, imp *session.Session) {
 	cur := h.openSession(r)
 	if cur == nil || cur.Impersonated ||
 		!(cur.Subject == imp.ImpersonatorID || (imp.ImpersonatorEmail != "" && strings.EqualFold(cur.Email, imp.ImpersonatorEmail))) {
-		h.jar.clearChunked(w, r, h.jar.stashName())
+		h.jar.ClearChunked(w, r, h.jar.StashName())
 		return
 	}
-	if !h.jar.setChunked(w, r, h.jar.stashName(), h.sealer.seal(purposeStash, cur.marshal(), cur.Expires), cur.Expires) {
-		h.jar.clearChunked(w, r, h.jar.stashName())
+	if !h.jar.SetChunked(w, r, h.jar.StashName(), h.sealer.Seal(session.PurposeStash, cur.Marshal(), cur.Expires), cur.Expires) {
+		h.jar.ClearChunked(w, r, h.jar.StashName())
 	}
 }
 
@@ -132,14 +134,14 @@ func (h *Handler) serveImpersonationEnd(w http.ResponseWriter, r *http.Request) 
 		return
 	}
 	h.event(evImpersonationEnded, r, entryFor(s))
-	h.jar.clearChunked(w, r, h.jar.base)
+	h.jar.ClearChunked(w, r, h.jar.Base)
 	// Only the impersonator's own session comes back, whatever cookie sits in the stash.
-	if own, _ := h.readSealedSession(r, h.jar.stashName(), purposeStash); own != nil && !own.Impersonated &&
+	if own, _ := h.readSealedSession(r, h.jar.StashName(), session.PurposeStash); own != nil && !own.Impersonated &&
 		(own.Subject == s.ImpersonatorID || (s.ImpersonatorEmail != "" && strings.EqualFold(own.Email, s.ImpersonatorEmail))) {
 		own.LastSeen = h.now()
 		h.writeSession(w, r, own)
 	}
-	h.jar.clearChunked(w, r, h.jar.stashName())
+	h.jar.ClearChunked(w, r, h.jar.StashName())
 	http.Redirect(w, r, rd, http.StatusSeeOther)
 }
 
@@ -184,7 +186,7 @@ func (h *Handler) serveMintState(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	// s.Email is set only when verified.
-	if s.Impersonated || (len(h.imp.impersonators) > 0 && !h.imp.isImpersonator(s.Subject, s.Email)) {
+	if s.Impersonated || (h.imp.Restricted() && !h.imp.IsImpersonator(s.Subject, s.Email)) {
 		h.writeError(w, r, errDenied)
 		return
 	}
@@ -207,7 +209,7 @@ func (h *Handler) parseSignedState(state string) (signedStateInfo, bool) {
 }
 
 // signedStateMatches: the state was minted by the impersonator the provider names.
-func (h *Handler) signedStateMatches(state string, imp *impersonator) bool {
+func (h *Handler) signedStateMatches(state string, imp *claims.Impersonator) bool {
 	info, ok := h.parseSignedState(state)
 	if !ok || imp == nil {
 		return false

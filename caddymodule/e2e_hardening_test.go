@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/relyingparty/caddy-oidc-auth/internal/devidp"
+	"github.com/relyingparty/caddy-oidc-auth/internal/session"
 )
 
 // Tests of attacks on the unsolicited path found in review: posted tokens that are not one
@@ -105,12 +106,12 @@ func TestEndingAnImpersonationRestoresOnlyTheImpersonatorsOwnSession(t *testing.
 	bob := h.impSession()
 	bob.Expires = h.clock.Now().Add(time.Hour)
 	u, _ := url.Parse(h.siteURL)
-	sealed := h.handler.sealer.seal(purposeStash, bob.marshal(), bob.Expires)
+	sealed := h.handler.sealer.Seal(session.PurposeStash, bob.Marshal(), bob.Expires)
 	loc := h.impCallback(h.impLink("alice", "admin", impParams{State: "s", Scope: "openid profile email"}))
 	if e, ok := h.browse(loc.String()).echo(); !ok || e.Headers.Get("X-Forwarded-Impersonator") != "auth0|admin" {
 		t.Fatalf("impersonation did not start: %v", e.Headers)
 	}
-	h.client.Jar.SetCookies(u, []*http.Cookie{{Name: h.handler.jar.stashName(), Value: sealed, Path: "/"}})
+	h.client.Jar.SetCookies(u, []*http.Cookie{{Name: h.handler.jar.StashName(), Value: sealed, Path: "/"}})
 	h.impEnd()
 	if res := h.api(http.MethodGet, "/"); res.status != http.StatusUnauthorized {
 		t.Errorf("a stash that is not the impersonator's came back as the session: %d %s", res.status, res.body)

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/relyingparty/caddy-oidc-auth/internal/devidp"
+	"github.com/relyingparty/caddy-oidc-auth/internal/session"
 )
 
 // End-to-end tests of impersonation: real Caddy, the development provider's impersonation API
@@ -834,14 +835,14 @@ func impJWTAudiences(t *testing.T, jwt string) []string {
 }
 
 // impSession opens the browser's session cookie as the module does.
-func (h *harness) impSession() *Session {
+func (h *harness) impSession() *session.Session {
 	h.t.Helper()
 	site, _ := url.Parse(h.siteURL)
 	req := httptest.NewRequest(http.MethodGet, h.siteURL+"/", nil)
 	for _, c := range h.client.Jar.Cookies(site) {
 		req.AddCookie(c)
 	}
-	s, rejected := h.handler.readSealedSession(req, h.handler.jar.base, purposeSession)
+	s, rejected := h.handler.readSealedSession(req, h.handler.jar.Base, session.PurposeSession)
 	if s == nil {
 		h.t.Fatalf("no session cookie that opens (%q): %v", rejected, h.cookieNames())
 	}

@@ -7,6 +7,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/relyingparty/caddy-oidc-auth/internal/session"
 )
 
 // ServeHTTP strips the managed headers, then serves the module's endpoints, or lets an
@@ -30,7 +31,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
 		h.placeholders(repl, s)
 	}
-	if kept, changed := withoutOwnCookies(r.Header["Cookie"], h.jar.base); changed {
+	if kept, changed := session.WithoutOwnCookies(r.Header["Cookie"], h.jar.Base); changed {
 		if kept == "" {
 			delete(r.Header, "Cookie")
 		} else {
@@ -75,7 +76,7 @@ func (h *Handler) callbackName() string {
 
 // unauthenticated sends a browser navigation to the provider and answers anything else 401.
 func (h *Handler) unauthenticated(w http.ResponseWriter, r *http.Request) {
-	if h.Unauthenticated == "redirect" && isNavigation(r) {
+	if h.unauthMode == redirectNavigations && isNavigation(r) {
 		h.startLogin(w, r, safeReturnTo(r.URL.RequestURI(), "/"))
 		return
 	}
@@ -99,8 +100,8 @@ func (h *Handler) serveLogout(w http.ResponseWriter, r *http.Request) {
 	}
 	rd := safeReturnTo(r.URL.Query().Get("rd"), "/")
 	s := h.openSession(r)
-	h.jar.clearAll(w, h.jar.base)
-	h.jar.clearAll(w, h.jar.stashName())
+	h.jar.ClearAll(w, h.jar.Base)
+	h.jar.ClearAll(w, h.jar.StashName())
 	idToken := ""
 	if s != nil {
 		h.event(evLogout, r, entryFor(s))
@@ -161,7 +162,7 @@ func (h *Handler) serveUserinfo(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, info)
 }
 
-func tokenAudience(s *Session) string {
+func tokenAudience(s *session.Session) string {
 	if s.TokenAudience == "" {
 		return "userinfo"
 	}

@@ -5,6 +5,8 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"testing"
+
+	"github.com/relyingparty/caddy-oidc-auth/internal/session"
 )
 
 func TestJoinGroupsLeavesOutGroupsWithCommas(t *testing.T) {
@@ -29,7 +31,7 @@ func TestTheIDTokenOfAnImpersonatedSessionIsNotForwarded(t *testing.T) {
 	p := newHeaderPlan(&HeadersConfig{IDToken: "X-Id-Token"})
 	for _, imp := range []bool{false, true} {
 		h := http.Header{}
-		p.set(h, &Session{Subject: "u", IDToken: "a.b.c", Impersonated: imp, ImpersonatorID: "adm"})
+		p.set(h, &session.Session{Subject: "u", IDToken: "a.b.c", Impersonated: imp, ImpersonatorID: "adm"})
 		if got := h.Get("X-Id-Token"); (got == "a.b.c") == imp {
 			t.Errorf("impersonated=%v: X-Id-Token %q", imp, got)
 		}

@@ -21,6 +21,7 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/relyingparty/caddy-oidc-auth/internal/devidp"
+	"github.com/relyingparty/caddy-oidc-auth/internal/store"
 )
 
 // harness runs real Caddy in-process with this module in front of an upstream that echoes
@@ -131,8 +132,8 @@ func (h *harness) load(port string, hc map[string]any) {
 	h.audit = logs
 	testHookProvisioned = func(p *Handler) {
 		p.now = h.clock.Now
-		if ms, ok := p.store.(*memoryStore); ok {
-			ms.now = h.clock.Now
+		if ms, ok := p.store.(*store.Memory); ok {
+			ms.SetClock(h.clock.Now)
 		}
 		p.audit = zap.New(core).Named("http.handlers.oidc_auth.audit")
 		h.handler = p

@@ -6,6 +6,8 @@ import (
 	"strings"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/relyingparty/caddy-oidc-auth/internal/claims"
+	"github.com/relyingparty/caddy-oidc-auth/internal/session"
 )
 
 // HeadersConfig names the headers the upstream receives. Each field takes a header name, or
@@ -153,7 +155,7 @@ func (p *headerPlan) strip(h http.Header) {
 
 // set writes the session's identity into the request headers. The values share one backing
 // array, so the headers cost one allocation, not one each.
-func (p *headerPlan) set(h http.Header, s *Session) {
+func (p *headerPlan) set(h http.Header, s *session.Session) {
 	vals := make([]string, 0, 10+len(p.claims))
 	put := func(name, v string) {
 		if name == "" || v == "" {
@@ -162,16 +164,16 @@ func (p *headerPlan) set(h http.Header, s *Session) {
 		vals = append(vals, v)
 		h[name] = vals[len(vals)-1 : len(vals) : len(vals)]
 	}
-	put(p.user, headerSafe(s.Subject))
-	put(p.email, headerSafe(s.Email))
-	put(p.username, headerSafe(s.PreferredUsername))
+	put(p.user, claims.HeaderSafe(s.Subject))
+	put(p.email, claims.HeaderSafe(s.Email))
+	put(p.username, claims.HeaderSafe(s.PreferredUsername))
 	if p.groups != "" && len(s.Groups) > 0 {
 		put(p.groups, joinGroups(s.Groups))
 	}
 	if s.Impersonated {
 		put(p.impersonated, "true")
-		put(p.impersonator, headerSafe(s.ImpersonatorID))
-		put(p.impersonatorEmail, headerSafe(s.ImpersonatorEmail))
+		put(p.impersonator, claims.HeaderSafe(s.ImpersonatorID))
+		put(p.impersonatorEmail, claims.HeaderSafe(s.ImpersonatorEmail))
 	} else {
 		put(p.impersonated, "false")
 	}
@@ -205,10 +207,10 @@ func joinGroups(groups []string) string {
 					kept = append(kept, g)
 				}
 			}
-			return headerSafe(strings.Join(kept, ","))
+			return claims.HeaderSafe(strings.Join(kept, ","))
 		}
 	}
-	return headerSafe(strings.Join(groups, ","))
+	return claims.HeaderSafe(strings.Join(groups, ","))
 }
 
 // keptClaims lists the claims a session keeps: those the headers name and those asked for.
@@ -227,7 +229,7 @@ func keptClaims(p headerPlan, extra []string) []string {
 
 // placeholders publishes the session as {http.auth.user.*}. Values are computed only when a
 // placeholder is read, so an unused one costs nothing.
-func (h *Handler) placeholders(repl *caddy.Replacer, s *Session) {
+func (h *Handler) placeholders(repl *caddy.Replacer, s *session.Session) {
 	const prefix = "http.auth.user."
 	// Values go through headerSafe: a placeholder may well end up in a header (header_up).
 	repl.Map(func(key string) (any, bool) {
@@ -236,13 +238,13 @@ func (h *Handler) placeholders(repl *caddy.Replacer, s *Session) {
 		}
 		switch key[len(prefix):] {
 		case "id":
-			return headerSafe(s.Subject), true
+			return claims.HeaderSafe(s.Subject), true
 		case "email":
-			return headerSafe(s.Email), true
+			return claims.HeaderSafe(s.Email), true
 		case "name":
-			return headerSafe(s.Name), true
+			return claims.HeaderSafe(s.Name), true
 		case "preferred_username":
-			return headerSafe(s.PreferredUsername), true
+			return claims.HeaderSafe(s.PreferredUsername), true
 		case "groups":
 			return joinGroups(s.Groups), true
 		case "impersonated":
@@ -251,9 +253,9 @@ func (h *Handler) placeholders(repl *caddy.Replacer, s *Session) {
 			}
 			return "false", true
 		case "impersonator.id":
-			return headerSafe(s.ImpersonatorID), true
+			return claims.HeaderSafe(s.ImpersonatorID), true
 		case "impersonator.email":
-			return headerSafe(s.ImpersonatorEmail), true
+			return claims.HeaderSafe(s.ImpersonatorEmail), true
 		case "session_id":
 			return s.ID, true
 		case "token_audience":

@@ -10,6 +10,8 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/relyingparty/caddy-oidc-auth/internal/session"
+	"github.com/relyingparty/caddy-oidc-auth/internal/store"
 	"go.uber.org/zap"
 )
 
@@ -128,23 +130,23 @@ func TestNewHeaderPlanManagesTheDefaultsAndEveryConfiguredName(t *testing.T) {
 }
 
 func TestSetWritesTheSessionsIdentity(t *testing.T) {
-	plain := &Session{
+	plain := &session.Session{
 		ID: "sid", Subject: "auth0|alice", Email: "alice@example.com", PreferredUsername: "alice",
-		Groups: []string{"staff", "admins"}, Claims: []Claim{{"department", "engineering"}},
+		Groups: []string{"staff", "admins"}, Claims: []session.Claim{{Name: "department", Value: "engineering"}},
 		AccessToken: "at-for-api", TokenAudience: "https://api.example.com", IDToken: "id.token.jwt",
 	}
-	impersonated := &Session{
+	impersonated := &session.Session{
 		ID: "sid2", Subject: "auth0|bob", Email: "bob@example.com", Impersonated: true,
 		ImpersonatorID: "auth0|admin", ImpersonatorEmail: "admin@example.com",
 		AccessToken: "at-userinfo-only", TokenAudience: "https://api.example.com",
 	}
-	userinfoOnly := &Session{ID: "sid3", Subject: "auth0|carol", AccessToken: "at-opaque"}
-	hostile := &Session{ID: "sid4", Subject: "auth0|x\r\nX-Evil: 1", Email: "x@example.com\x00", PreferredUsername: "tab\there",
+	userinfoOnly := &session.Session{ID: "sid3", Subject: "auth0|carol", AccessToken: "at-opaque"}
+	hostile := &session.Session{ID: "sid4", Subject: "auth0|x\r\nX-Evil: 1", Email: "x@example.com\x00", PreferredUsername: "tab\there",
 		Groups: []string{"a\nb"}, Impersonated: true, ImpersonatorID: "adm\x7fin", ImpersonatorEmail: "e\r@example.com"}
 	for _, tc := range []struct {
 		name string
 		cfg  HeadersConfig
-		s    *Session
+		s    *session.Session
 		want http.Header
 	}{
 		{
@@ -223,19 +225,19 @@ func TestSetValuesDoNotAliasEachOther(t *testing.T) {
 }
 
 func TestPlaceholdersPublishTheSession(t *testing.T) {
-	withAudience := &Session{
+	withAudience := &session.Session{
 		ID: "sid-1", Subject: "auth0|alice", Email: "alice@example.com", Name: "Alice A.",
 		PreferredUsername: "alice", Groups: []string{"staff", "admins"},
-		Claims:        []Claim{{"department", "engineering"}, {"https://example.com/tier", "gold"}},
+		Claims:        []session.Claim{{Name: "department", Value: "engineering"}, {Name: "https://example.com/tier", Value: "gold"}},
 		TokenAudience: "https://api.example.com",
 	}
-	impersonated := &Session{
+	impersonated := &session.Session{
 		ID: "sid-2", Subject: "auth0|bob", Impersonated: true,
 		ImpersonatorID: "auth0|admin", ImpersonatorEmail: "admin@example.com",
 	}
 	for _, tc := range []struct {
 		name string
-		s    *Session
+		s    *session.Session
 		want map[string]string // placeholder key → its value
 	}{
 		{"a session with an audience publishes every placeholder", withAudience, map[string]string{
@@ -300,13 +302,13 @@ func hotPathHandler(tb testing.TB) *Handler {
 		Unauthenticated: "redirect",
 		Headers:         &HeadersConfig{Claims: []HeaderClaim{{Claim: "department", Header: "X-Department"}}},
 		sealer:          unitSealer(tb, unitSecretNew),
-		jar:             newCookieJar(&CookieConfig{Name: "_oidc_auth"}, time.Now),
+		jar:             session.NewJar("_oidc_auth", "", true, http.SameSiteLaxMode, time.Now),
 		prefix:          "/oauth2/",
 		now:             func() time.Time { return unitNow },
 		logger:          zap.NewNop(),
 		audit:           zap.NewNop(),
 		stateLimit:      maxAttempts,
-		store:           newMemoryStore(),
+		store:           store.NewMemory(nil),
 	}
 	h.headers = newHeaderPlan(h.Headers)
 	h.keep = keptClaims(h.headers, nil)
@@ -314,14 +316,14 @@ func hotPathHandler(tb testing.TB) *Handler {
 }
 
 // hotPathSession is a typical signed-in user's session, sealed as its cookie.
-func hotPathSession(h *Handler) (*Session, string) {
-	s := &Session{
+func hotPathSession(h *Handler) (*session.Session, string) {
+	s := &session.Session{
 		ID: "k3J9xQ2mN8pL5vR1tY7wZa", Subject: "auth0|5f1c2d3e4f5a6b7c8d9e0f1a", Email: "alice@example.com",
 		EmailVerified: true, Name: "Alice Example", PreferredUsername: "alice", Groups: []string{"staff", "engineering"},
-		Claims: []Claim{{"department", "engineering"}}, Created: unitNow.Add(-time.Hour),
+		Claims: []session.Claim{{Name: "department", Value: "engineering"}}, Created: unitNow.Add(-time.Hour),
 		LastSeen: unitNow.Add(-time.Minute), Expires: unitNow.Add(11 * time.Hour),
 	}
-	return s, h.jar.base + "=" + h.sealer.seal(purposeSession, s.marshal(), s.Expires)
+	return s, h.jar.Base + "=" + h.sealer.Seal(session.PurposeSession, s.Marshal(), s.Expires)
 }
 
 // discardWriter is a ResponseWriter that keeps nothing; the authenticated path writes nothing.

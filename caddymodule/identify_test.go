@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/coreos/go-oidc/v3/oidc"
+	"github.com/relyingparty/caddy-oidc-auth/internal/claims"
 	"go.uber.org/zap"
 )
 
@@ -67,7 +68,7 @@ func (f *identifyFixture) idToken(t *testing.T, c map[string]any) *oidc.IDToken 
 }
 
 func TestIdentifyKeepsSignedClaimsAndReadsImpersonationFromEitherSource(t *testing.T) {
-	h := &Handler{logger: zap.NewNop(), imp: &impersonationPolicy{mapping: claimMapping{mode: "auto", namespace: "https://example.com/"}}}
+	h := &Handler{logger: zap.NewNop(), imp: &impersonationPolicy{mapping: claims.Mapping{Namespace: "https://example.com/"}}}
 	cases := []struct {
 		name      string
 		idToken   map[string]any
@@ -108,12 +109,12 @@ func TestIdentifyKeepsSignedClaimsAndReadsImpersonationFromEitherSource(t *testi
 			if perr != nil {
 				t.Fatalf("identify: %v (%s)", perr, reason)
 			}
-			if id.email != tc.email || id.emailVerified != tc.verified {
-				t.Errorf("email %q verified %v, want %q %v", id.email, id.emailVerified, tc.email, tc.verified)
+			if id.Email != tc.email || id.EmailVerified != tc.verified {
+				t.Errorf("email %q verified %v, want %q %v", id.Email, id.EmailVerified, tc.email, tc.verified)
 			}
 			got := "-" // not impersonated
-			if id.imp != nil {
-				got = id.imp.ID
+			if id.Imp != nil {
+				got = id.Imp.ID
 			}
 			if got != tc.impersona {
 				t.Errorf("impersonator %q, want %q", got, tc.impersona)

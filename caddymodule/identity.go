@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/coreos/go-oidc/v3/oidc"
+	"github.com/relyingparty/caddy-oidc-auth/internal/claims"
+	"github.com/relyingparty/caddy-oidc-auth/internal/session"
 	"go.uber.org/zap"
 	"golang.org/x/oauth2"
 )
@@ -17,16 +19,16 @@ import (
 // and reads the identity and any impersonation from them. Where both carry a claim, the
 // signed ID token's value is kept; impersonation is read from each source, and either one
 // saying so makes the login impersonated.
-func (h *Handler) identify(ctx context.Context, d *discovered, idt *oidc.IDToken, accessToken string) (*identity, *pageError, string) {
-	c := claims{}
+func (h *Handler) identify(ctx context.Context, d *discovered, idt *oidc.IDToken, accessToken string) (*claims.Identity, *pageError, string) {
+	c := claims.Set{}
 	if err := idt.Claims(&c); err != nil {
 		return nil, errBadCallback, "ID token claims do not decode"
 	}
-	mapping := claimMapping{mode: "auto"}
+	mapping := claims.Mapping{}
 	if h.imp != nil {
 		mapping = h.imp.mapping
 	}
-	imp, impersonated := mapping.detect(c)
+	imp, impersonated := mapping.Detect(c)
 	if d.userinfoURL != "" && accessToken != "" {
 		ui, err := d.p.UserInfo(ctx, oauth2.StaticTokenSource(&oauth2.Token{AccessToken: accessToken, TokenType: "Bearer"}))
 		if err != nil {
@@ -39,11 +41,11 @@ func (h *Handler) identify(ctx context.Context, d *discovered, idt *oidc.IDToken
 		if ui.Subject != idt.Subject {
 			return nil, errBadCallback, "userinfo sub differs from the ID token's"
 		}
-		var uc claims
+		var uc claims.Set
 		if err := ui.Claims(&uc); err != nil {
 			return nil, errBadCallback, "userinfo claims do not decode"
 		}
-		switch uimp, ok := mapping.detect(uc); {
+		switch uimp, ok := mapping.Detect(uc); {
 		case !ok:
 		case !impersonated:
 			imp, impersonated = uimp, true
@@ -58,20 +60,20 @@ func (h *Handler) identify(ctx context.Context, d *discovered, idt *oidc.IDToken
 			}
 		}
 	}
-	id := &identity{
-		claims:        c,
-		subject:       c.str("sub"),
-		email:         c.str("email"),
-		emailVerified: c.boolean("email_verified"),
-		name:          c.str("name"),
-		username:      c.str("preferred_username"),
-		groups:        c.strings(h.groupsClaim()),
+	id := &claims.Identity{
+		Claims:        c,
+		Subject:       c.Str("sub"),
+		Email:         c.Str("email"),
+		EmailVerified: c.Bool("email_verified"),
+		Name:          c.Str("name"),
+		Username:      c.Str("preferred_username"),
+		Groups:        c.Strings(h.groupsClaim()),
 	}
-	if id.subject == "" {
+	if id.Subject == "" {
 		return nil, errBadCallback, "identity has no subject"
 	}
 	if impersonated {
-		id.imp = imp
+		id.Imp = imp
 	}
 	return id, nil, ""
 }
@@ -101,27 +103,27 @@ func requestVars(r *http.Request) map[string]any {
 
 // newSession builds the session for a verified identity. It keeps only what later requests
 // need: the access token only when it may be forwarded, the refresh token only with refresh on.
-func (h *Handler) newSession(id *identity, tok *oauth2.Token, rawIDToken, audience string, now time.Time) *Session {
-	s := &Session{
+func (h *Handler) newSession(id *claims.Identity, tok *oauth2.Token, rawIDToken, audience string, now time.Time) *session.Session {
+	s := &session.Session{
 		ID:                randomToken(16),
-		Subject:           id.subject,
-		EmailVerified:     id.emailVerified,
-		Name:              id.name,
-		PreferredUsername: id.username,
-		Groups:            id.groups,
+		Subject:           id.Subject,
+		EmailVerified:     id.EmailVerified,
+		Name:              id.Name,
+		PreferredUsername: id.Username,
+		Groups:            id.Groups,
 		TokenAudience:     audience,
 		TokenExpiry:       tok.Expiry,
 		Created:           now,
 		LastSeen:          now,
 		Expires:           now.Add(time.Duration(h.SessionLifetime)),
 	}
-	if id.emailVerified {
+	if id.EmailVerified {
 		// An unverified address is anyone's to type: it is never passed on as identity.
-		s.Email = id.email
+		s.Email = id.Email
 	}
 	for _, name := range h.keep {
-		if v, ok := id.claims.lookup(name); ok {
-			s.Claims = append(s.Claims, Claim{Name: name, Value: render(v)})
+		if v, ok := id.Claims.Lookup(name); ok {
+			s.Claims = append(s.Claims, session.Claim{Name: name, Value: claims.Render(v)})
 		}
 	}
 	if audience != "" && h.headers.accessToken != "" {
@@ -133,12 +135,12 @@ func (h *Handler) newSession(id *identity, tok *oauth2.Token, rawIDToken, audien
 	if h.headers.idToken != "" {
 		s.IDToken = rawIDToken
 	}
-	if h.Refresh && id.imp == nil {
+	if h.Refresh && id.Imp == nil {
 		s.RefreshToken = tok.RefreshToken
 	}
-	if id.imp != nil {
+	if id.Imp != nil {
 		s.Impersonated = true
-		s.ImpersonatorID, s.ImpersonatorEmail = id.imp.ID, id.imp.Email
+		s.ImpersonatorID, s.ImpersonatorEmail = id.Imp.ID, id.Imp.Email
 		s.Expires = now.Add(h.imp.lifetime)
 		if !tok.Expiry.IsZero() && tok.Expiry.Before(s.Expires) {
 			s.Expires = tok.Expiry

@@ -1,16 +1,14 @@
 package caddymodule
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"net/http"
-	"slices"
-	"strings"
 	"time"
 
-	"cel.dev/cel-go/cel"
 	"github.com/caddyserver/caddy/v2"
+	"github.com/relyingparty/caddy-oidc-auth/internal/claims"
+	"github.com/relyingparty/caddy-oidc-auth/internal/policy"
 )
 
 // ImpersonationConfig, when present, makes the module accept impersonated sign-ins: the
@@ -56,70 +54,62 @@ type ImpersonationConfig struct {
 	Landing string `json:"landing,omitempty"`
 }
 
+// stateMode is the policy on the state of unsolicited responses.
+type stateMode uint8
+
 const (
-	stateAny    = "any"
-	stateFixed  = "fixed"
-	stateSigned = "signed"
+	stateAny    stateMode = iota // no check
+	stateFixed                   // equal to state_value
+	stateSigned                  // minted by impersonation/state, single use
 )
+
+var stateModes = map[string]stateMode{"": stateAny, "any": stateAny, "fixed": stateFixed, "signed": stateSigned}
 
 // impersonationPolicy is ImpersonationConfig compiled.
 type impersonationPolicy struct {
-	mapping       claimMapping
-	impersonators map[string]bool
-	protect       map[string]bool
-	protectEmails bool // protect names an email or a domain, so the target's email must be known
-	expr          cel.Program
-	stateMode     string
-	stateValue    string
-	confirm       bool
-	maxAge        time.Duration
-	lifetime      time.Duration
-	landing       string
+	*policy.Impersonation // who may impersonate whom
+	mapping               claims.Mapping
+	stateMode             stateMode
+	stateValue            string
+	confirm               bool
+	maxAge                time.Duration
+	lifetime              time.Duration
+	landing               string
 }
 
 func newImpersonationPolicy(c *ImpersonationConfig) (*impersonationPolicy, error) {
 	p := &impersonationPolicy{
-		mapping: claimMapping{mode: c.Claims, namespace: c.Namespace, impersonated: c.ImpersonatedClaim,
-			impersonatorID: c.ImpersonatorIDClaim, impersonatorEm: c.ImpersonatorEmailClaim},
-		impersonators: lowerSet(c.Impersonators),
-		protect:       lowerSet(c.Protect),
-		protectEmails: slices.ContainsFunc(c.Protect, func(s string) bool { return strings.ContainsAny(s, "@.") }),
-		stateMode:     c.State,
-		stateValue:    c.StateValue,
-		confirm:       c.Confirm == nil || *c.Confirm,
-		maxAge:        time.Duration(c.MaxAge),
-		lifetime:      time.Duration(c.Lifetime),
-		landing:       c.Landing,
+		mapping: claims.Mapping{Namespace: c.Namespace, Impersonated: c.ImpersonatedClaim,
+			ImpersonatorID: c.ImpersonatorIDClaim, ImpersonatorEmail: c.ImpersonatorEmailClaim},
+		stateValue: c.StateValue,
+		confirm:    c.Confirm == nil || *c.Confirm,
+		maxAge:     time.Duration(c.MaxAge),
+		lifetime:   time.Duration(c.Lifetime),
+		landing:    c.Landing,
 	}
 	custom := c.ImpersonatedClaim != "" || c.ImpersonatorIDClaim != "" || c.ImpersonatorEmailClaim != ""
+	mode := c.Claims
 	switch {
-	case p.mapping.mode == "" && custom:
-		p.mapping.mode = "custom"
-	case p.mapping.mode == "":
-		p.mapping.mode = "auto"
+	case mode == "" && custom:
+		mode = "custom"
+	case mode == "":
+		mode = "auto"
 	}
-	switch p.mapping.mode {
-	case "auto", "auth0", "keycloak", "act":
-		if custom {
-			return nil, fmt.Errorf("claims %s does not take custom claim paths", p.mapping.mode)
-		}
-	case "custom":
-		if c.ImpersonatorIDClaim == "" {
-			return nil, errors.New("claims custom needs impersonator_id_claim")
-		}
-	default:
+	var ok bool
+	if p.mapping.Mode, ok = claims.ParseMode(mode); !ok {
 		return nil, fmt.Errorf("claims %q: want auto, auth0, keycloak, act or custom", c.Claims)
 	}
-	switch p.stateMode {
-	case "":
-		p.stateMode = stateAny
-	case stateAny, stateSigned:
-	case stateFixed:
-		if len(p.stateValue) < 16 {
-			return nil, errors.New("state fixed needs a value of at least 16 characters")
-		}
-	default:
+	switch {
+	case p.mapping.Mode != claims.ModeCustom && custom:
+		return nil, fmt.Errorf("claims %s does not take custom claim paths", mode)
+	case p.mapping.Mode == claims.ModeCustom && c.ImpersonatorIDClaim == "":
+		return nil, errors.New("claims custom needs impersonator_id_claim")
+	}
+	if p.stateMode, ok = stateModes[c.State]; !ok {
 		return nil, fmt.Errorf("state %q: want any, fixed or signed", c.State)
+	}
+	if p.stateMode == stateFixed && len(p.stateValue) < 16 {
+		return nil, errors.New("state fixed needs a value of at least 16 characters")
 	}
 	if p.maxAge == 0 {
 		p.maxAge = 5 * time.Minute
@@ -136,73 +126,22 @@ func newImpersonationPolicy(c *ImpersonationConfig) (*impersonationPolicy, error
 	if safeReturnTo(p.landing, "") == "" {
 		return nil, fmt.Errorf("landing %q: want a path on this site", p.landing)
 	}
-	if c.Expression != "" {
-		var err error
-		if p.expr, err = compileCEL(c.Expression, "impersonator", "target", "request"); err != nil {
-			return nil, err
-		}
+	var err error
+	p.Impersonation, err = policy.NewImpersonation(policy.ImpersonationRules{
+		Impersonators: c.Impersonators, Protect: c.Protect, Expression: c.Expression})
+	if err != nil {
+		return nil, err
 	}
 	return p, nil
 }
 
-// decide reports whether the impersonation of target (target.imp is the impersonator) is
-// allowed, and why not.
-func (p *impersonationPolicy) decide(ctx context.Context, target *identity, req map[string]any) (bool, string) {
-	imp := target.imp
-	if imp == nil || (imp.ID == "" && imp.Email == "") {
-		return false, "impersonator unknown"
-	}
-	if len(p.impersonators) > 0 && !p.isImpersonator(imp.ID, imp.Email) {
-		return false, "impersonator not allowed"
-	}
-	if p.protected(target) {
-		return false, "target is protected"
-	}
-	if p.protectEmails && target.email == "" {
-		// Auth0's impersonation scope defaults to openid, which leaves the email out: an
-		// unknown email could be a protected one.
-		return false, "target email unknown, so protect cannot be checked"
-	}
-	if p.expr != nil {
-		t := celClaims(target)
-		t["id"] = target.subject
-		vars := map[string]any{
-			"impersonator": map[string]any{"id": imp.ID, "email": imp.Email, "username": imp.Username},
-			"target":       t,
-			"request":      req,
-		}
-		if !evalCEL(ctx, p.expr, vars) {
-			return false, "expression denied"
-		}
-	}
-	return true, ""
-}
-
-// isImpersonator: any of the identifiers is on the allowlist.
-func (p *impersonationPolicy) isImpersonator(ids ...string) bool {
-	for _, id := range ids {
-		if id != "" && p.impersonators[strings.ToLower(id)] {
-			return true
-		}
-	}
-	return false
-}
-
-// protected: the target's sub, email or email domain is listed in protect.
-func (p *impersonationPolicy) protected(target *identity) bool {
-	email := strings.ToLower(target.email)
-	_, domain, _ := strings.Cut(email, "@")
-	return p.protect[strings.ToLower(target.subject)] || (email != "" && p.protect[email]) ||
-		(domain != "" && p.protect[domain])
-}
-
 // admitImpersonation applies the policy to an impersonated identity in a solicited login; on
 // refusal it has answered the request.
-func (h *Handler) admitImpersonation(w http.ResponseWriter, r *http.Request, id *identity) bool {
+func (h *Handler) admitImpersonation(w http.ResponseWriter, r *http.Request, id *claims.Identity) bool {
 	reason := "impersonation is not enabled"
 	if h.imp != nil {
 		var ok bool
-		if ok, reason = h.imp.decide(r.Context(), id, requestVars(r)); ok {
+		if ok, reason = h.imp.Decide(r.Context(), id, requestVars(r)); ok {
 			return true
 		}
 	}

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/relyingparty/caddy-oidc-auth/internal/session"
 	"golang.org/x/oauth2"
 )
 
@@ -61,21 +62,19 @@ type attempt struct {
 func (a *attempt) marshal() []byte {
 	var b []byte
 	for _, v := range []string{a.State, a.Nonce, a.Verifier, a.ReturnTo} {
-		b = appendString(b, v)
+		b = session.AppendString(b, v)
 	}
 	return binary.AppendVarint(b, a.Issued.Unix())
 }
 
 func (a *attempt) unmarshal(b []byte) bool {
-	d := decoder{s: string(b)}
+	d := session.NewDecoder(b)
 	for _, p := range []*string{&a.State, &a.Nonce, &a.Verifier, &a.ReturnTo} {
-		*p = d.string()
+		*p = d.Text()
 	}
-	a.Issued = time.Unix(d.varint(), 0)
-	return !d.err && d.s == ""
+	a.Issued = time.Unix(d.Varint(), 0)
+	return !d.Failed() && d.Rest() == ""
 }
-
-const purposeAttempt = "attempt"
 
 // startLogin redirects the browser to the provider for a login that returns to returnTo.
 func (h *Handler) startLogin(w http.ResponseWriter, r *http.Request, returnTo string) {
@@ -94,7 +93,7 @@ func (h *Handler) startLogin(w http.ResponseWriter, r *http.Request, returnTo st
 		Issued:   info.issued,
 	}
 	h.dropOldAttempts(w, r, now)
-	h.jar.set(w, h.jar.attemptPrefix()+info.id, h.sealer.seal(purposeAttempt, a.marshal(), now.Add(attemptTTL)),
+	h.jar.Set(w, h.jar.AttemptPrefix()+info.id, h.sealer.Seal(session.PurposeAttempt, a.marshal(), now.Add(attemptTTL)),
 		now.Add(attemptTTL), h.attemptSameSite())
 
 	opts := []oauth2.AuthCodeOption{
@@ -111,7 +110,7 @@ func (h *Handler) startLogin(w http.ResponseWriter, r *http.Request, returnTo st
 // attemptSameSite: the provider sends the browser back with a cross-site navigation, which
 // carries Lax cookies but never Strict ones; None is kept when the site asked for it.
 func (h *Handler) attemptSameSite() http.SameSite {
-	if h.jar.sameSite == http.SameSiteNoneMode {
+	if h.jar.SameSite == http.SameSiteNoneMode {
 		return http.SameSiteNoneMode
 	}
 	return http.SameSiteLaxMode
@@ -125,18 +124,18 @@ func (h *Handler) dropOldAttempts(w http.ResponseWriter, r *http.Request, now ti
 		issued time.Time
 	}
 	var alive []live
-	for _, c := range cookiesWithPrefix(r, h.jar.attemptPrefix()) {
-		plain, err := h.sealer.open(purposeAttempt, c[1], now)
+	for _, c := range session.CookiesWithPrefix(r, h.jar.AttemptPrefix()) {
+		plain, err := h.sealer.Open(session.PurposeAttempt, c[1], now)
 		var a attempt
 		if err != nil || !a.unmarshal(plain) {
-			h.jar.clear(w, c[0])
+			h.jar.Clear(w, c[0])
 			continue
 		}
 		alive = append(alive, live{c[0], a.Issued})
 	}
 	slices.SortFunc(alive, func(a, b live) int { return a.issued.Compare(b.issued) })
 	for len(alive) >= h.stateLimit {
-		h.jar.clear(w, alive[0].name)
+		h.jar.Clear(w, alive[0].name)
 		alive = alive[1:]
 	}
 }
@@ -144,13 +143,13 @@ func (h *Handler) dropOldAttempts(w http.ResponseWriter, r *http.Request, now ti
 // takeAttempt finds, opens and clears the attempt cookie for state. It reports whether the
 // cookie was there at all, so a missing cookie can be told from a bad one.
 func (h *Handler) takeAttempt(w http.ResponseWriter, r *http.Request, state string, info stateInfo) (*attempt, bool) {
-	name := h.jar.attemptPrefix() + info.id
-	v, ok := cookieValue(r, name)
+	name := h.jar.AttemptPrefix() + info.id
+	v, ok := session.CookieValue(r, name)
 	if !ok {
 		return nil, false
 	}
-	h.jar.clear(w, name)
-	plain, err := h.sealer.open(purposeAttempt, v, h.now())
+	h.jar.Clear(w, name)
+	plain, err := h.sealer.Open(session.PurposeAttempt, v, h.now())
 	var a attempt
 	if err != nil || !a.unmarshal(plain) || subtle.ConstantTimeCompare([]byte(a.State), []byte(state)) != 1 {
 		return nil, true

@@ -6,6 +6,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/relyingparty/caddy-oidc-auth/internal/claims"
+	"github.com/relyingparty/caddy-oidc-auth/internal/session"
 )
 
 func TestSafeReturnToRefusesEveryWayOffTheSite(t *testing.T) {
@@ -166,10 +169,10 @@ func TestASignedStateParsesOnlyInItsCanonicalSpelling(t *testing.T) {
 	if !ok || !info.issued.Equal(unitNow) {
 		t.Fatalf("parseSignedState(%q) = (%+v, %v), want issued %v", state, info, ok, unitNow)
 	}
-	if !h.signedStateMatches(state, &impersonator{ID: "auth0|admin"}) {
+	if !h.signedStateMatches(state, &claims.Impersonator{ID: "auth0|admin"}) {
 		t.Errorf("the state does not match the impersonator who minted it")
 	}
-	if h.signedStateMatches(state, &impersonator{ID: "auth0|other"}) {
+	if h.signedStateMatches(state, &claims.Impersonator{ID: "auth0|other"}) {
 		t.Errorf("the state matches an impersonator who did not mint it")
 	}
 	last := state[len(state)-1]
@@ -233,7 +236,7 @@ func TestAttemptUnmarshalRefusesGarbage(t *testing.T) {
 		{"one extra byte is refused", append(append([]byte{}, valid...), 0)},
 		{"a string length past the end is refused", []byte{0x7f, 'a'}},
 		{"an overlong varint is refused", []byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff}},
-		{"a session is not an attempt", fullSession().marshal()},
+		{"a session is not an attempt", fullSession().Marshal()},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var a attempt
@@ -255,16 +258,16 @@ func TestAttemptUnmarshalRefusesGarbage(t *testing.T) {
 func TestAnAttemptOpensOnlyAsAnAttempt(t *testing.T) {
 	s := unitSealer(t, unitSecretNew)
 	a := attempt{State: "st", Nonce: "no", Verifier: "ve", ReturnTo: "/x", Issued: unitNow}
-	v := s.seal(purposeAttempt, a.marshal(), unitNow.Add(attemptTTL))
-	plain, err := s.open(purposeAttempt, v, unitNow.Add(attemptTTL-time.Second))
+	v := s.Seal(session.PurposeAttempt, a.marshal(), unitNow.Add(attemptTTL))
+	plain, err := s.Open(session.PurposeAttempt, v, unitNow.Add(attemptTTL-time.Second))
 	var got attempt
 	if err != nil || !got.unmarshal(plain) || got.ReturnTo != "/x" {
 		t.Fatalf("open as attempt = (%+v, %v), want the attempt", got, err)
 	}
-	if _, err := s.open(purposeAttempt, v, unitNow.Add(attemptTTL)); err != errSealExpired {
-		t.Errorf("open after attemptTTL: err = %v, want %v", err, errSealExpired)
+	if _, err := s.Open(session.PurposeAttempt, v, unitNow.Add(attemptTTL)); err != session.ErrExpired {
+		t.Errorf("open after attemptTTL: err = %v, want %v", err, session.ErrExpired)
 	}
-	if _, err := s.open(purposeSession, v, unitNow); err != errSealOpen {
-		t.Errorf("open as a session: err = %v, want %v", err, errSealOpen)
+	if _, err := s.Open(session.PurposeSession, v, unitNow); err == nil {
+		t.Errorf("an attempt opened as a session")
 	}
 }

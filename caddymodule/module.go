@@ -6,12 +6,16 @@ package caddymodule
 import (
 	"errors"
 	"fmt"
+	"net/http"
 	"net/url"
 	"strings"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/relyingparty/caddy-oidc-auth/internal/policy"
+	"github.com/relyingparty/caddy-oidc-auth/internal/session"
+	"github.com/relyingparty/caddy-oidc-auth/internal/store"
 	"go.uber.org/zap"
 )
 
@@ -63,23 +67,25 @@ type Handler struct {
 	// besides those the headers name. Default: none.
 	SessionClaims []string `json:"session_claims,omitempty"`
 
-	sealer     *sealer
-	jar        cookieJar
+	sealer     *session.Sealer
+	jar        session.Jar
 	prefix     string // the endpoints' path prefix, e.g. /oauth2/
 	provider   *provider
-	allow      *allowPolicy
+	allow      *policy.Allow
 	imp        *impersonationPolicy
 	headers    headerPlan
 	keep       []string // claims kept in the session
 	stateKeys  [][]byte // the first mints login states; all open them (secret rotation)
 	signedKeys [][]byte // the same for signed impersonation states
-	store      Store
+	store      store.Store
 	limiter    *callbackLimiter
 	storeKey   string
 	logger     *zap.Logger
 	audit      *zap.Logger
 	now        func() time.Time
 	stateLimit int
+
+	unauthMode unauthenticatedMode
 }
 
 // CookieConfig sets the session cookie's name and attributes.
@@ -156,16 +162,17 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 
 	var err error
-	if h.sealer, err = newSealer(h.SessionSecrets); err != nil {
+	if h.sealer, err = session.NewSealer(h.SessionSecrets); err != nil {
 		return fmt.Errorf("oidc_auth session_secret: %w", err)
 	}
 	for _, secret := range h.SessionSecrets {
 		h.stateKeys = append(h.stateKeys, deriveKey(secret, "caddy-oidc-auth state v1"))
 		h.signedKeys = append(h.signedKeys, deriveKey(secret, "caddy-oidc-auth impersonation state v1"))
 	}
-	h.jar = newCookieJar(h.Cookie, func() time.Time { return h.now() })
+	h.jar = session.NewJar(h.Cookie.Name, h.Cookie.Domain, !h.Cookie.Insecure, sameSites[h.Cookie.SameSite],
+		func() time.Time { return h.now() })
 	h.prefix = endpointPrefix(h.RedirectURI)
-	if h.allow, err = newAllowPolicy(h.Allow); err != nil {
+	if h.allow, err = h.Allow.compile(); err != nil {
 		return fmt.Errorf("oidc_auth allow: %w", err)
 	}
 	if h.Impersonation != nil {
@@ -202,28 +209,24 @@ func (h *Handler) validate() error {
 		return errors.New("oidc_auth: session_secret is required")
 	}
 	for i, s := range h.SessionSecrets {
-		if len(s) < minSecretLen {
-			return fmt.Errorf("oidc_auth session_secret #%d: %d bytes, at least %d are required", i+1, len(s), minSecretLen)
+		if len(s) < session.MinSecretLen {
+			return fmt.Errorf("oidc_auth session_secret #%d: %d bytes, at least %d are required", i+1, len(s), session.MinSecretLen)
 		}
 	}
 	if err := validateRedirectURI(h.RedirectURI); err != nil {
 		return err
 	}
-	switch h.Cookie.SameSite {
-	case "", "lax", "strict":
-	case "none":
-		if h.Cookie.Insecure {
-			return errors.New("oidc_auth cookie: same_site none needs Secure cookies; remove insecure")
-		}
-	default:
+	switch ss, ok := sameSites[h.Cookie.SameSite]; {
+	case !ok:
 		return fmt.Errorf("oidc_auth cookie same_site %q: want lax, strict or none", h.Cookie.SameSite)
+	case ss == http.SameSiteNoneMode && h.Cookie.Insecure:
+		return errors.New("oidc_auth cookie: same_site none needs Secure cookies; remove insecure")
 	}
 	if h.Cookie.Name != strings.Map(cookieNameRune, h.Cookie.Name) {
 		return fmt.Errorf("oidc_auth cookie name %q: use letters, digits, '_' and '-' only", h.Cookie.Name)
 	}
-	switch h.Unauthenticated {
-	case "redirect", "deny":
-	default:
+	var ok bool
+	if h.unauthMode, ok = unauthenticatedModes[h.Unauthenticated]; !ok {
 		return fmt.Errorf("oidc_auth unauthenticated %q: want redirect or deny", h.Unauthenticated)
 	}
 	if h.SessionLifetime < 0 || h.SessionIdle < 0 {
@@ -231,6 +234,20 @@ func (h *Handler) validate() error {
 	}
 	return nil
 }
+
+// sameSites are the cookie same_site values; "" is the default, lax.
+var sameSites = map[string]http.SameSite{"": http.SameSiteLaxMode, "lax": http.SameSiteLaxMode,
+	"strict": http.SameSiteStrictMode, "none": http.SameSiteNoneMode}
+
+// unauthenticatedMode is what an unauthenticated request gets.
+type unauthenticatedMode uint8
+
+const (
+	redirectNavigations unauthenticatedMode = iota // browser navigations go to the provider; the rest get 401
+	denyAll                                        // everyone gets 401
+)
+
+var unauthenticatedModes = map[string]unauthenticatedMode{"redirect": redirectNavigations, "deny": denyAll}
 
 func cookieNameRune(r rune) rune {
 	if r == '_' || r == '-' || (r >= 'a' && r <= 'z') || (r >= 'A' && r <= 'Z') || (r >= '0' && r <= '9') {

@@ -30,7 +30,7 @@ func robustHandler(t testing.TB) *Handler {
 	h.Issuer, h.ClientID, h.ClientSecret = issuer, "app", "s"
 	h.SessionSecrets = []string{testSecret}
 	h.Cookie = &CookieConfig{Insecure: true}
-	h.Impersonation = &ImpersonationConfig{State: stateSigned}
+	h.Impersonation = &ImpersonationConfig{State: "signed"}
 	ctx, cancel := caddy.NewContext(caddy.Context{Context: t.Context()})
 	t.Cleanup(cancel)
 	if err := h.Provision(ctx); err != nil {

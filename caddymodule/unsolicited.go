@@ -91,29 +91,29 @@ func (h *Handler) completeUnsolicited(w http.ResponseWriter, r *http.Request, pa
 		h.writeError(w, r, perr)
 		return
 	}
-	if id.imp == nil {
+	if id.Imp == nil {
 		h.bounce(w, r, entryForIdentity(id).because("unsolicited response for an identity that is not impersonated"), h.imp.landing)
 		return
 	}
 	// A response is as old as its oldest evidence: a code exchanged late still yields a fresh
 	// iat, while auth_time says when the link was followed.
 	issued := idt.IssuedAt
-	if at, ok := id.claims["auth_time"].(float64); ok && time.Unix(int64(at), 0).Before(issued) {
+	if at, ok := id.Claims["auth_time"].(float64); ok && time.Unix(int64(at), 0).Before(issued) {
 		issued = time.Unix(int64(at), 0)
 	}
 	if now.Sub(issued) > h.imp.maxAge {
 		deny(entryForIdentity(id), "response is stale")
 		return
 	}
-	if h.imp.stateMode == stateSigned && !h.signedStateMatches(params.Get("state"), id.imp) {
+	if h.imp.stateMode == stateSigned && !h.signedStateMatches(params.Get("state"), id.Imp) {
 		deny(entryForIdentity(id), "signed state was minted for another impersonator")
 		return
 	}
-	if ok, why := h.imp.decide(ctx, id, requestVars(r)); !ok {
+	if ok, why := h.imp.Decide(ctx, id, requestVars(r)); !ok {
 		deny(entryForIdentity(id), why)
 		return
 	}
-	if ok, why := h.allow.admit(ctx, id, requestVars(r)); !ok {
+	if ok, why := h.allow.Admit(ctx, id, requestVars(r)); !ok {
 		deny(entryForIdentity(id), "target not admitted: "+why)
 		return
 	}

@@ -1,4 +1,4 @@
-package caddymodule
+package claims
 
 import (
 	"encoding/json"
@@ -7,9 +7,9 @@ import (
 )
 
 // jsonClaims decodes a claim set as go-oidc does, so numbers are float64 and objects maps.
-func jsonClaims(t *testing.T, s string) claims {
+func jsonClaims(t *testing.T, s string) Set {
 	t.Helper()
-	var c claims
+	var c Set
 	if err := json.Unmarshal([]byte(s), &c); err != nil {
 		t.Fatalf("claims %s: %v", s, err)
 	}
@@ -17,11 +17,11 @@ func jsonClaims(t *testing.T, s string) claims {
 }
 
 func TestClaimMappingDetectsImpersonation(t *testing.T) {
-	auto := claimMapping{mode: "auto"}
-	namespaced := claimMapping{mode: "auto", namespace: "https://example.com/"}
-	custom := claimMapping{mode: "custom", impersonated: "https://example.com/is_impersonated",
-		impersonatorID: "https://example.com/impersonator.user_id", impersonatorEm: "imp.email"}
-	customByPresence := claimMapping{mode: "custom", impersonatorID: "acting_admin", impersonatorEm: "acting_admin_email"}
+	auto := Mapping{Mode: ModeAuto}
+	namespaced := Mapping{Mode: ModeAuto, Namespace: "https://example.com/"}
+	custom := Mapping{Mode: ModeCustom, Impersonated: "https://example.com/is_impersonated",
+		ImpersonatorID: "https://example.com/impersonator.user_id", ImpersonatorEmail: "imp.email"}
+	customByPresence := Mapping{Mode: ModeCustom, ImpersonatorID: "acting_admin", ImpersonatorEmail: "acting_admin_email"}
 	const (
 		auth0Top        = `{"sub":"auth0|alice","impersonated":true,"impersonator":{"user_id":"auth0|admin","email":"admin@example.com"}}`
 		auth0Namespaced = `{"sub":"auth0|alice","https://example.com/impersonated":true,"https://example.com/impersonator":{"user_id":"auth0|admin","email":"admin@example.com"}}`
@@ -30,43 +30,43 @@ func TestClaimMappingDetectsImpersonation(t *testing.T) {
 	)
 	for _, tc := range []struct {
 		name    string
-		mapping claimMapping
+		mapping Mapping
 		claims  string
-		want    *impersonator
+		want    *Impersonator
 	}{
-		{"auto reads Auth0's top-level claims", auto, auth0Top, &impersonator{ID: "auth0|admin", Email: "admin@example.com"}},
-		{"auth0 reads Auth0's top-level claims", claimMapping{mode: "auth0"}, auth0Top, &impersonator{ID: "auth0|admin", Email: "admin@example.com"}},
-		{"auto reads Auth0's namespaced claims", namespaced, auth0Namespaced, &impersonator{ID: "auth0|admin", Email: "admin@example.com"}},
-		{"auth0 reads Auth0's namespaced claims", claimMapping{mode: "auth0", namespace: "https://example.com/"}, auth0Namespaced, &impersonator{ID: "auth0|admin", Email: "admin@example.com"}},
+		{"auto reads Auth0's top-level claims", auto, auth0Top, &Impersonator{ID: "auth0|admin", Email: "admin@example.com"}},
+		{"auth0 reads Auth0's top-level claims", Mapping{Mode: ModeAuth0}, auth0Top, &Impersonator{ID: "auth0|admin", Email: "admin@example.com"}},
+		{"auto reads Auth0's namespaced claims", namespaced, auth0Namespaced, &Impersonator{ID: "auth0|admin", Email: "admin@example.com"}},
+		{"auth0 reads Auth0's namespaced claims", Mapping{Mode: ModeAuth0, Namespace: "https://example.com/"}, auth0Namespaced, &Impersonator{ID: "auth0|admin", Email: "admin@example.com"}},
 		{"namespaced claims are not read without the namespace", auto, auth0Namespaced, nil},
-		{"another namespace's claims are not read", claimMapping{mode: "auto", namespace: "https://other.example/"}, auth0Namespaced, nil},
-		{"impersonated true without an impersonator object is impersonated by nobody known", auto, `{"sub":"a","impersonated":true}`, &impersonator{}},
+		{"another namespace's claims are not read", Mapping{Mode: ModeAuto, Namespace: "https://other.example/"}, auth0Namespaced, nil},
+		{"impersonated true without an impersonator object is impersonated by nobody known", auto, `{"sub":"a","impersonated":true}`, &Impersonator{}},
 		{"impersonated false is not impersonation", auto, `{"sub":"a","impersonated":false,"impersonator":{"user_id":"auth0|admin"}}`, nil},
-		{"impersonated as a string is not Auth0's flag", claimMapping{mode: "auth0"}, `{"sub":"a","impersonated":"true","impersonator":{"user_id":"auth0|admin"}}`, nil},
-		{"an Auth0 impersonator without the flag is not impersonation in auth0 mode", claimMapping{mode: "auth0"}, `{"sub":"a","impersonator":{"user_id":"auth0|admin","email":"admin@example.com"}}`, nil},
+		{"impersonated as a string is not Auth0's flag", Mapping{Mode: ModeAuth0}, `{"sub":"a","impersonated":"true","impersonator":{"user_id":"auth0|admin"}}`, nil},
+		{"an Auth0 impersonator without the flag is not impersonation in auth0 mode", Mapping{Mode: ModeAuth0}, `{"sub":"a","impersonator":{"user_id":"auth0|admin","email":"admin@example.com"}}`, nil},
 		{"an Auth0 impersonator without the flag is not impersonation in auto mode", auto, `{"sub":"a","impersonator":{"user_id":"auth0|admin","email":"admin@example.com"}}`, nil},
-		{"auto reads Keycloak's impersonator; a username never counts as an email", auto, keycloakClaims, &impersonator{ID: "kc-admin", Username: "admin@example.com"}},
-		{"keycloak reads a username that is not an email as username only", claimMapping{mode: "keycloak"}, `{"sub":"a","impersonator":{"id":"kc-admin","username":"root"}}`, &impersonator{ID: "kc-admin", Username: "root"}},
-		{"keycloak needs the impersonator's id", claimMapping{mode: "keycloak"}, `{"sub":"a","impersonator":{"username":"root"}}`, nil},
-		{"keycloak mode ignores Auth0's claims", claimMapping{mode: "keycloak"}, auth0Top, nil},
-		{"auth0 mode ignores Keycloak's claims", claimMapping{mode: "auth0"}, keycloakClaims, nil},
-		{"auto reads the outermost actor of an act chain", auto, actChain, &impersonator{ID: "admin"}},
-		{"act reads the actor's sub as its id, never as an email", claimMapping{mode: "act"}, `{"sub":"a","act":{"sub":"admin@example.com"}}`, &impersonator{ID: "admin@example.com"}},
-		{"act needs the actor's sub", claimMapping{mode: "act"}, `{"sub":"a","act":{"client_id":"x"}}`, nil},
-		{"act mode ignores Auth0's claims", claimMapping{mode: "act"}, auth0Top, nil},
-		{"auto prefers Auth0's claims to act", auto, `{"sub":"a","impersonated":true,"impersonator":{"user_id":"auth0|admin"},"act":{"sub":"other"}}`, &impersonator{ID: "auth0|admin"}},
+		{"auto reads Keycloak's impersonator; a username never counts as an email", auto, keycloakClaims, &Impersonator{ID: "kc-admin", Username: "admin@example.com"}},
+		{"keycloak reads a username that is not an email as username only", Mapping{Mode: ModeKeycloak}, `{"sub":"a","impersonator":{"id":"kc-admin","username":"root"}}`, &Impersonator{ID: "kc-admin", Username: "root"}},
+		{"keycloak needs the impersonator's id", Mapping{Mode: ModeKeycloak}, `{"sub":"a","impersonator":{"username":"root"}}`, nil},
+		{"keycloak mode ignores Auth0's claims", Mapping{Mode: ModeKeycloak}, auth0Top, nil},
+		{"auth0 mode ignores Keycloak's claims", Mapping{Mode: ModeAuth0}, keycloakClaims, nil},
+		{"auto reads the outermost actor of an act chain", auto, actChain, &Impersonator{ID: "admin"}},
+		{"act reads the actor's sub as its id, never as an email", Mapping{Mode: ModeAct}, `{"sub":"a","act":{"sub":"admin@example.com"}}`, &Impersonator{ID: "admin@example.com"}},
+		{"act needs the actor's sub", Mapping{Mode: ModeAct}, `{"sub":"a","act":{"client_id":"x"}}`, nil},
+		{"act mode ignores Auth0's claims", Mapping{Mode: ModeAct}, auth0Top, nil},
+		{"auto prefers Auth0's claims to act", auto, `{"sub":"a","impersonated":true,"impersonator":{"user_id":"auth0|admin"},"act":{"sub":"other"}}`, &Impersonator{ID: "auth0|admin"}},
 		{"custom reads namespaced and dotted paths when its flag is true", custom,
 			`{"sub":"a","https://example.com/is_impersonated":true,"https://example.com/impersonator.user_id":"u1","imp":{"email":"admin@example.com"}}`,
-			&impersonator{ID: "u1", Email: "admin@example.com"}},
+			&Impersonator{ID: "u1", Email: "admin@example.com"}},
 		{"custom with its flag false is not impersonation", custom,
 			`{"sub":"a","https://example.com/is_impersonated":false,"https://example.com/impersonator.user_id":"u1"}`, nil},
 		{"custom with its flag absent is not impersonation", custom, `{"sub":"a","https://example.com/impersonator.user_id":"u1"}`, nil},
-		{"custom without a flag claim goes by the ID claim's presence", customByPresence, `{"sub":"a","acting_admin":"u2","acting_admin_email":"admin@example.com"}`, &impersonator{ID: "u2", Email: "admin@example.com"}},
-		{"custom renders a numeric impersonator ID", customByPresence, `{"sub":"a","acting_admin":42}`, &impersonator{ID: "42"}},
+		{"custom without a flag claim goes by the ID claim's presence", customByPresence, `{"sub":"a","acting_admin":"u2","acting_admin_email":"admin@example.com"}`, &Impersonator{ID: "u2", Email: "admin@example.com"}},
+		{"custom renders a numeric impersonator ID", customByPresence, `{"sub":"a","acting_admin":42}`, &Impersonator{ID: "42"}},
 		{"custom without the ID claim is not impersonation", customByPresence, `{"sub":"a","acting_admin_email":"admin@example.com"}`, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got, ok := tc.mapping.detect(jsonClaims(t, tc.claims))
+			got, ok := tc.mapping.Detect(jsonClaims(t, tc.claims))
 			if ok != (tc.want != nil) {
 				t.Fatalf("detect = (%+v, %v), want impersonated %v", got, ok, tc.want != nil)
 			}
@@ -86,11 +86,11 @@ func TestPlainClaimSetsAreNotImpersonationInAnyMode(t *testing.T) {
 		`{"sub":"a","act":"admin"}`,
 		`{"sub":"a","impersonator":null,"act":null,"impersonated":null}`,
 	}
-	for _, m := range []claimMapping{{mode: "auto"}, {mode: "auth0", namespace: "https://example.com/"}, {mode: "keycloak"}, {mode: "act"},
-		{mode: "custom", impersonatorID: "impersonator.user_id"}} {
-		t.Run(m.mode+" mode finds no impersonation in plain claim sets", func(t *testing.T) {
+	for _, m := range []Mapping{{Mode: ModeAuto}, {Mode: ModeAuth0, Namespace: "https://example.com/"}, {Mode: ModeKeycloak}, {Mode: ModeAct},
+		{Mode: ModeCustom, ImpersonatorID: "impersonator.user_id"}} {
+		t.Run(m.Mode.String()+" mode finds no impersonation in plain claim sets", func(t *testing.T) {
 			for _, c := range plain {
-				if imp, ok := m.detect(jsonClaims(t, c)); ok || imp != nil {
+				if imp, ok := m.Detect(jsonClaims(t, c)); ok || imp != nil {
 					t.Errorf("claims %s: detect = (%+v, %v), want (nil, false)", c, imp, ok)
 				}
 			}
@@ -129,7 +129,7 @@ func TestClaimsLookup(t *testing.T) {
 		{"an empty path is not found", "", nil, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got, ok := c.lookup(tc.path)
+			got, ok := c.Lookup(tc.path)
 			if ok != tc.wantOK || !jsonEqual(t, got, tc.want) {
 				t.Fatalf("lookup(%q) = (%#v, %v), want (%#v, %v)", tc.path, got, ok, tc.want, tc.wantOK)
 			}
@@ -154,17 +154,17 @@ func TestClaimsStrAndBooleanAndStrings(t *testing.T) {
 		got  any
 		want any
 	}{
-		{"str reads a string", c.str("s"), "v"},
-		{"str of a number is empty", c.str("n"), ""},
-		{"str of a missing claim is empty", c.str("missing"), ""},
-		{"boolean reads true", c.boolean("t"), true},
-		{"boolean reads the string true", c.boolean("ts"), true},
-		{"boolean of another string is false", c.boolean("fs"), false},
-		{"boolean of a number is false", c.boolean("n"), false},
-		{"strings keeps the strings of a list", c.strings("l"), []string{"a", "b"}},
-		{"strings of one string is a list of it", c.strings("one"), []string{"solo"}},
-		{"strings of an empty string is nil", c.strings("empty"), []string(nil)},
-		{"strings of a number is nil", c.strings("n"), []string(nil)},
+		{"str reads a string", c.Str("s"), "v"},
+		{"str of a number is empty", c.Str("n"), ""},
+		{"str of a missing claim is empty", c.Str("missing"), ""},
+		{"boolean reads true", c.Bool("t"), true},
+		{"boolean reads the string true", c.Bool("ts"), true},
+		{"boolean of another string is false", c.Bool("fs"), false},
+		{"boolean of a number is false", c.Bool("n"), false},
+		{"strings keeps the strings of a list", c.Strings("l"), []string{"a", "b"}},
+		{"strings of one string is a list of it", c.Strings("one"), []string{"solo"}},
+		{"strings of an empty string is nil", c.Strings("empty"), []string(nil)},
+		{"strings of a number is nil", c.Strings("n"), []string(nil)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			switch want := tc.want.(type) {
@@ -209,8 +209,8 @@ func TestRenderTurnsClaimsIntoHeaderValues(t *testing.T) {
 		{"a Go integer (not from JSON) is rendered as JSON", 7, "7"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := render(tc.v); got != tc.want {
-				t.Fatalf("render(%#v) = %q, want %q", tc.v, got, tc.want)
+			if got := Render(tc.v); got != tc.want {
+				t.Fatalf("Render(%#v) = %q, want %q", tc.v, got, tc.want)
 			}
 		})
 	}

@@ -1,4 +1,4 @@
-package caddymodule
+package session
 
 import (
 	"bytes"
@@ -59,8 +59,8 @@ func TestASessionSurvivesMarshalAndUnmarshal(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var got Session
-			if err := got.unmarshal(tc.s.marshal()); err != nil {
-				t.Fatalf("unmarshal: %v", err)
+			if err := got.Unmarshal(tc.s.Marshal()); err != nil {
+				t.Fatalf("Unmarshal: %v", err)
 			}
 			if !reflect.DeepEqual(&got, tc.s) {
 				t.Errorf("round trip\n got %+v\nwant %+v", got, *tc.s)
@@ -72,30 +72,30 @@ func TestASessionSurvivesMarshalAndUnmarshal(t *testing.T) {
 func TestASessionSurvivesTheSealedCookieCodec(t *testing.T) {
 	s := unitSealer(t, unitSecretNew)
 	want := fullSession()
-	v := s.seal(purposeSession, want.marshal(), want.Expires)
-	plain, err := s.open(purposeSession, v, want.Created)
+	v := s.Seal(PurposeSession, want.Marshal(), want.Expires)
+	plain, err := s.Open(PurposeSession, v, want.Created)
 	if err != nil {
 		t.Fatalf("open: %v", err)
 	}
 	var got Session
-	if err := got.unmarshal(plain); err != nil {
-		t.Fatalf("unmarshal: %v", err)
+	if err := got.Unmarshal(plain); err != nil {
+		t.Fatalf("Unmarshal: %v", err)
 	}
 	if !reflect.DeepEqual(&got, want) {
 		t.Errorf("sealed round trip\n got %+v\nwant %+v", got, *want)
 	}
-	if _, err := s.open(purposeSession, v, want.Expires); err == nil {
+	if _, err := s.Open(PurposeSession, v, want.Expires); err == nil {
 		t.Errorf("the sealed session opened at its own expiry")
 	}
 }
 
 func TestSessionUnmarshalRefusesGarbage(t *testing.T) {
-	valid := fullSession().marshal()
+	valid := fullSession().Marshal()
 	maxUvarint := binary.AppendUvarint(nil, ^uint64(0))
-	withoutID := (&Session{Subject: "s"}).marshal()
-	withoutSubject := (&Session{ID: "i"}).marshal()
+	withoutID := (&Session{Subject: "s"}).Marshal()
+	withoutSubject := (&Session{ID: "i"}).Marshal()
 	// A minimal session whose group count claims far more entries than there are bytes.
-	hugeGroups := (&Session{ID: "i", Subject: "s"}).marshal()
+	hugeGroups := (&Session{ID: "i", Subject: "s"}).Marshal()
 	hugeGroups = append(hugeGroups[:len(hugeGroups)-2], maxUvarint...)
 	hugeGroups = append(hugeGroups, 0)
 	for _, tc := range []struct {
@@ -121,31 +121,31 @@ func TestSessionUnmarshalRefusesGarbage(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var s Session
-			if err := s.unmarshal(tc.b); err != errSessionMalformed {
-				t.Fatalf("unmarshal(%x) = %v, want %v", tc.b, err, errSessionMalformed)
+			if err := s.Unmarshal(tc.b); err != errSessionMalformed {
+				t.Fatalf("Unmarshal(%x) = %v, want %v", tc.b, err, errSessionMalformed)
 			}
 		})
 	}
 }
 
 func TestSessionUnmarshalRefusesEveryTruncation(t *testing.T) {
-	valid := fullSession().marshal()
+	valid := fullSession().Marshal()
 	for n := 0; n < len(valid); n++ {
 		var s Session
-		if err := s.unmarshal(valid[:n]); err != errSessionMalformed {
+		if err := s.Unmarshal(valid[:n]); err != errSessionMalformed {
 			t.Fatalf("the first %d of %d bytes: err = %v, want %v", n, len(valid), err, errSessionMalformed)
 		}
 	}
 }
 
 func TestSessionUnmarshalSurvivesEveryOneByteCorruption(t *testing.T) {
-	valid := fullSession().marshal()
+	valid := fullSession().Marshal()
 	for i := range valid {
 		for _, x := range []byte{0x00, 0x7f, 0x80, 0xff} {
 			b := bytes.Clone(valid)
 			b[i] = x
 			var s Session
-			if err := s.unmarshal(b); err == nil && (s.ID == "" || s.Subject == "") {
+			if err := s.Unmarshal(b); err == nil && (s.ID == "" || s.Subject == "") {
 				t.Fatalf("byte %d = %#x: accepted a session without ID or subject", i, x)
 			}
 		}
@@ -174,19 +174,19 @@ func TestSessionClaimValueFindsAKeptClaim(t *testing.T) {
 	}
 }
 
-// FuzzSessionUnmarshal: no input makes unmarshal panic, and whatever it accepts marshals back
+// FuzzSessionUnmarshal: no input makes Unmarshal panic, and whatever it accepts marshals back
 // into a value that decodes to the same session.
 func FuzzSessionUnmarshal(f *testing.F) {
-	f.Add(fullSession().marshal())
-	f.Add((&Session{ID: "i", Subject: "s"}).marshal())
+	f.Add(fullSession().Marshal())
+	f.Add((&Session{ID: "i", Subject: "s"}).Marshal())
 	f.Add([]byte{})
 	f.Add([]byte{sessionFormat})
 	f.Add(bytes.Repeat([]byte{0xff}, 32))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		var s Session
-		if err := s.unmarshal(b); err != nil {
+		if err := s.Unmarshal(b); err != nil {
 			if err != errSessionMalformed {
-				t.Fatalf("unmarshal error %v, want %v", err, errSessionMalformed)
+				t.Fatalf("Unmarshal error %v, want %v", err, errSessionMalformed)
 			}
 			return
 		}
@@ -194,7 +194,7 @@ func FuzzSessionUnmarshal(f *testing.F) {
 			t.Fatalf("accepted a session without ID or subject: %+v", s)
 		}
 		var again Session
-		if err := again.unmarshal(s.marshal()); err != nil {
+		if err := again.Unmarshal(s.Marshal()); err != nil {
 			t.Fatalf("an accepted session does not survive a second round trip: %v", err)
 		}
 		if !reflect.DeepEqual(again, s) {

@@ -1,4 +1,4 @@
-package caddymodule
+package session
 
 import (
 	"bytes"
@@ -9,7 +9,7 @@ import (
 	"time"
 )
 
-// Secrets of the unit tests: two, for rotation. Both are longer than minSecretLen.
+// Secrets of the unit tests: two, for rotation. Both are longer than MinSecretLen.
 const (
 	unitSecretOld = "unit-old-secret-0123456789abcdef-0123"
 	unitSecretNew = "unit-new-secret-0123456789abcdef-4567"
@@ -18,11 +18,11 @@ const (
 // unitNow is the fixed clock of the unit tests; whole seconds, as the sealed expiry is.
 var unitNow = time.Unix(1893456000, 0) // 2030-01-01T00:00:00Z
 
-func unitSealer(tb testing.TB, secrets ...string) *sealer {
+func unitSealer(tb testing.TB, secrets ...string) *Sealer {
 	tb.Helper()
-	s, err := newSealer(secrets)
+	s, err := NewSealer(secrets)
 	if err != nil {
-		tb.Fatalf("newSealer: %v", err)
+		tb.Fatalf("NewSealer: %v", err)
 	}
 	return s
 }
@@ -41,23 +41,23 @@ func TestSealThenOpenGivesBackThePlaintext(t *testing.T) {
 	s := unitSealer(t, unitSecretNew)
 	for _, tc := range []struct {
 		name      string
-		purpose   string
+		purpose   Purpose
 		plaintext []byte
 	}{
-		{"an empty plaintext round-trips", purposeSession, []byte{}},
-		{"a short text round-trips", purposeAttempt, []byte("hello")},
-		{"binary with every byte value round-trips", purposeConfirm, func() []byte {
+		{"an empty plaintext round-trips", PurposeSession, []byte{}},
+		{"a short text round-trips", PurposeAttempt, []byte("hello")},
+		{"binary with every byte value round-trips", PurposeConfirm, func() []byte {
 			b := make([]byte, 256)
 			for i := range b {
 				b[i] = byte(i)
 			}
 			return b
 		}()},
-		{"a value spanning several cookie chunks round-trips", purposeStash, bytes.Repeat([]byte("x"), 3*chunkSize)},
+		{"a value spanning several cookie chunks round-trips", PurposeStash, bytes.Repeat([]byte("x"), 3*ChunkSize)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			v := s.seal(tc.purpose, tc.plaintext, unitNow.Add(time.Hour))
-			got, err := s.open(tc.purpose, v, unitNow)
+			v := s.Seal(tc.purpose, tc.plaintext, unitNow.Add(time.Hour))
+			got, err := s.Open(tc.purpose, v, unitNow)
 			if err != nil {
 				t.Fatalf("open: %v", err)
 			}
@@ -73,8 +73,8 @@ func TestSealThenOpenGivesBackThePlaintext(t *testing.T) {
 
 func TestSealingTheSameValueTwiceGivesDifferentCiphertexts(t *testing.T) {
 	s := unitSealer(t, unitSecretNew)
-	a := s.seal(purposeSession, []byte("same"), unitNow.Add(time.Hour))
-	b := s.seal(purposeSession, []byte("same"), unitNow.Add(time.Hour))
+	a := s.Seal(PurposeSession, []byte("same"), unitNow.Add(time.Hour))
+	b := s.Seal(PurposeSession, []byte("same"), unitNow.Add(time.Hour))
 	if a == b {
 		t.Fatalf("two seals of one plaintext are identical (%s): the nonce is not random", a)
 	}
@@ -85,7 +85,7 @@ func TestSealingTheSameValueTwiceGivesDifferentCiphertexts(t *testing.T) {
 
 func TestATamperedSealedValueIsRefused(t *testing.T) {
 	s := unitSealer(t, unitSecretNew)
-	v := s.seal(purposeSession, []byte("a session worth protecting"), unitNow.Add(time.Hour))
+	v := s.Seal(PurposeSession, []byte("a session worth protecting"), unitNow.Add(time.Hour))
 	raw := sealedRaw(t, v)
 	tagStart := len(raw) - 16
 	for _, region := range []struct {
@@ -108,7 +108,7 @@ func TestATamperedSealedValueIsRefused(t *testing.T) {
 				for _, bit := range []byte{0x01, 0x80} {
 					mutated := bytes.Clone(raw)
 					mutated[i] ^= bit
-					got, err := s.open(purposeSession, base64.RawURLEncoding.EncodeToString(mutated), unitNow)
+					got, err := s.Open(PurposeSession, base64.RawURLEncoding.EncodeToString(mutated), unitNow)
 					if !errors.Is(err, region.want) || got != nil {
 						t.Fatalf("byte %d ^ %#x: open = (%q, %v), want (nil, %v)", i, bit, got, err, region.want)
 					}
@@ -120,9 +120,9 @@ func TestATamperedSealedValueIsRefused(t *testing.T) {
 
 func TestATruncatedSealedValueIsRefused(t *testing.T) {
 	s := unitSealer(t, unitSecretNew)
-	v := s.seal(purposeSession, []byte("truncate me"), unitNow.Add(time.Hour))
+	v := s.Seal(PurposeSession, []byte("truncate me"), unitNow.Add(time.Hour))
 	for n := 0; n < len(v); n++ {
-		got, err := s.open(purposeSession, v[:n], unitNow)
+		got, err := s.Open(PurposeSession, v[:n], unitNow)
 		if got != nil || !(errors.Is(err, errSealMalformed) || errors.Is(err, errSealOpen)) {
 			t.Fatalf("the first %d of %d characters: open = (%q, %v), want (nil, malformed or unauthentic)", n, len(v), got, err)
 		}
@@ -130,7 +130,7 @@ func TestATruncatedSealedValueIsRefused(t *testing.T) {
 	// Dropping the tag's last byte leaves valid base64 of a long enough value: it must fail
 	// authentication, not slip through.
 	raw := sealedRaw(t, v)
-	if _, err := s.open(purposeSession, base64.RawURLEncoding.EncodeToString(raw[:len(raw)-1]), unitNow); !errors.Is(err, errSealOpen) {
+	if _, err := s.Open(PurposeSession, base64.RawURLEncoding.EncodeToString(raw[:len(raw)-1]), unitNow); !errors.Is(err, errSealOpen) {
 		t.Errorf("value without the tag's last byte: err = %v, want %v", err, errSealOpen)
 	}
 }
@@ -138,14 +138,14 @@ func TestATruncatedSealedValueIsRefused(t *testing.T) {
 func TestAValueSealedWithAnotherKeyIsRefused(t *testing.T) {
 	a := unitSealer(t, unitSecretNew)
 	b := unitSealer(t, unitSecretOld)
-	v := a.seal(purposeSession, []byte("for a only"), unitNow.Add(time.Hour))
-	if got, err := b.open(purposeSession, v, unitNow); !errors.Is(err, errSealKey) || got != nil {
+	v := a.Seal(PurposeSession, []byte("for a only"), unitNow.Add(time.Hour))
+	if got, err := b.Open(PurposeSession, v, unitNow); !errors.Is(err, errSealKey) || got != nil {
 		t.Fatalf("open with another secret = (%q, %v), want (nil, %v)", got, err, errSealKey)
 	}
 	// Even with a's key id forged into it, b's key does not authenticate a's ciphertext.
 	raw := sealedRaw(t, v)
 	copy(raw[1:5], b.keys[0].id[:])
-	if got, err := b.open(purposeSession, base64.RawURLEncoding.EncodeToString(raw), unitNow); !errors.Is(err, errSealOpen) || got != nil {
+	if got, err := b.Open(PurposeSession, base64.RawURLEncoding.EncodeToString(raw), unitNow); !errors.Is(err, errSealOpen) || got != nil {
 		t.Fatalf("open with a forged key id = (%q, %v), want (nil, %v)", got, err, errSealOpen)
 	}
 }
@@ -154,22 +154,22 @@ func TestAValueOpensOnlyForThePurposeItWasSealedFor(t *testing.T) {
 	s := unitSealer(t, unitSecretNew)
 	for _, tc := range []struct {
 		name           string
-		sealed, opened string
+		sealed, opened Purpose
 	}{
-		{"an attempt does not open as a session", purposeAttempt, purposeSession},
-		{"a session does not open as an attempt", purposeSession, purposeAttempt},
-		{"a stash does not open as a session", purposeStash, purposeSession},
-		{"a confirmation does not open as a session", purposeConfirm, purposeSession},
-		{"a session does not open as a confirmation", purposeSession, purposeConfirm},
-		{"a purpose does not open as its own prefix", "sessions", purposeSession},
-		{"a purpose does not open with a NUL appended", purposeSession, purposeSession + "\x00"},
+		{"an attempt does not open as a session", PurposeAttempt, PurposeSession},
+		{"a session does not open as an attempt", PurposeSession, PurposeAttempt},
+		{"a stash does not open as a session", PurposeStash, PurposeSession},
+		{"a confirmation does not open as a session", PurposeConfirm, PurposeSession},
+		{"a session does not open as a confirmation", PurposeSession, PurposeConfirm},
+		{"a purpose does not open as its own prefix", "sessions", PurposeSession},
+		{"a purpose does not open with a NUL appended", PurposeSession, PurposeSession + "\x00"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			v := s.seal(tc.sealed, []byte("payload"), unitNow.Add(time.Hour))
-			if got, err := s.open(tc.opened, v, unitNow); !errors.Is(err, errSealOpen) || got != nil {
+			v := s.Seal(tc.sealed, []byte("payload"), unitNow.Add(time.Hour))
+			if got, err := s.Open(tc.opened, v, unitNow); !errors.Is(err, errSealOpen) || got != nil {
 				t.Fatalf("open as %q = (%q, %v), want (nil, %v)", tc.opened, got, err, errSealOpen)
 			}
-			if _, err := s.open(tc.sealed, v, unitNow); err != nil {
+			if _, err := s.Open(tc.sealed, v, unitNow); err != nil {
 				t.Fatalf("open as %q, its own purpose: %v", tc.sealed, err)
 			}
 		})
@@ -179,7 +179,7 @@ func TestAValueOpensOnlyForThePurposeItWasSealedFor(t *testing.T) {
 func TestASealedValueExpiresAtItsExpiry(t *testing.T) {
 	s := unitSealer(t, unitSecretNew)
 	expires := unitNow.Add(time.Hour)
-	v := s.seal(purposeSession, []byte("short-lived"), expires)
+	v := s.Seal(PurposeSession, []byte("short-lived"), expires)
 	for _, tc := range []struct {
 		name string
 		now  time.Time
@@ -187,11 +187,11 @@ func TestASealedValueExpiresAtItsExpiry(t *testing.T) {
 	}{
 		{"it opens when just sealed", unitNow, nil},
 		{"it opens one second before its expiry", expires.Add(-time.Second), nil},
-		{"it is refused at its expiry", expires, errSealExpired},
-		{"it is refused a day later", expires.Add(24 * time.Hour), errSealExpired},
+		{"it is refused at its expiry", expires, ErrExpired},
+		{"it is refused a day later", expires.Add(24 * time.Hour), ErrExpired},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got, err := s.open(purposeSession, v, tc.now)
+			got, err := s.Open(PurposeSession, v, tc.now)
 			if !errors.Is(err, tc.want) {
 				t.Fatalf("open at %v: err = %v, want %v", tc.now, err, tc.want)
 			}
@@ -209,17 +209,17 @@ func TestSessionSecretsRotate(t *testing.T) {
 	old := unitSealer(t, unitSecretOld)
 	rotated := unitSealer(t, unitSecretNew, unitSecretOld)
 	newOnly := unitSealer(t, unitSecretNew)
-	sealedByOld := old.seal(purposeSession, []byte("old cookie"), unitNow.Add(time.Hour))
-	sealedByRotated := rotated.seal(purposeSession, []byte("new cookie"), unitNow.Add(time.Hour))
+	sealedByOld := old.Seal(PurposeSession, []byte("old cookie"), unitNow.Add(time.Hour))
+	sealedByRotated := rotated.Seal(PurposeSession, []byte("new cookie"), unitNow.Add(time.Hour))
 
 	t.Run("a value sealed with the old secret opens under new and old", func(t *testing.T) {
-		got, err := rotated.open(purposeSession, sealedByOld, unitNow)
+		got, err := rotated.Open(PurposeSession, sealedByOld, unitNow)
 		if err != nil || string(got) != "old cookie" {
 			t.Fatalf("open = (%q, %v), want (old cookie, nil)", got, err)
 		}
 	})
-	t.Run("the rotated sealer seals with the new secret", func(t *testing.T) {
-		got, err := newOnly.open(purposeSession, sealedByRotated, unitNow)
+	t.Run("the rotated Sealer seals with the new secret", func(t *testing.T) {
+		got, err := newOnly.Open(PurposeSession, sealedByRotated, unitNow)
 		if err != nil || string(got) != "new cookie" {
 			t.Fatalf("new-only open = (%q, %v), want (new cookie, nil)", got, err)
 		}
@@ -227,8 +227,8 @@ func TestSessionSecretsRotate(t *testing.T) {
 			t.Errorf("key id %x, want the new secret's %x", id, newOnly.keys[0].id)
 		}
 	})
-	t.Run("an old-only sealer cannot open a value sealed with the new secret", func(t *testing.T) {
-		if got, err := old.open(purposeSession, sealedByRotated, unitNow); !errors.Is(err, errSealKey) || got != nil {
+	t.Run("an old-only Sealer cannot open a value sealed with the new secret", func(t *testing.T) {
+		if got, err := old.Open(PurposeSession, sealedByRotated, unitNow); !errors.Is(err, errSealKey) || got != nil {
 			t.Fatalf("open = (%q, %v), want (nil, %v)", got, err, errSealKey)
 		}
 	})
@@ -240,7 +240,7 @@ func TestSessionSecretsRotate(t *testing.T) {
 }
 
 func TestNewSealerRefusesShortSecrets(t *testing.T) {
-	short := strings.Repeat("s", minSecretLen-1)
+	short := strings.Repeat("s", MinSecretLen-1)
 	for _, tc := range []struct {
 		name    string
 		secrets []string
@@ -250,13 +250,13 @@ func TestNewSealerRefusesShortSecrets(t *testing.T) {
 		{"an empty secret is refused", []string{""}, "session secret #1 is 0 bytes; at least 32 are required"},
 		{"a 31-byte secret is refused", []string{short}, "session secret #1 is 31 bytes; at least 32 are required"},
 		{"a short second secret is refused", []string{unitSecretNew, short}, "session secret #2 is 31 bytes; at least 32 are required"},
-		{"a 32-byte secret is accepted", []string{strings.Repeat("s", minSecretLen)}, ""},
+		{"a 32-byte secret is accepted", []string{strings.Repeat("s", MinSecretLen)}, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			s, err := newSealer(tc.secrets)
+			s, err := NewSealer(tc.secrets)
 			if tc.want == "" {
 				if err != nil || s == nil || len(s.keys) != len(tc.secrets) {
-					t.Fatalf("newSealer = (%v, %v), want a sealer with %d keys", s, err, len(tc.secrets))
+					t.Fatalf("NewSealer = (%v, %v), want a Sealer with %d keys", s, err, len(tc.secrets))
 				}
 				return
 			}
@@ -264,7 +264,7 @@ func TestNewSealerRefusesShortSecrets(t *testing.T) {
 				t.Fatalf("err = %v, want %q", err, tc.want)
 			}
 			if s != nil {
-				t.Errorf("a sealer was returned with the error")
+				t.Errorf("a Sealer was returned with the error")
 			}
 			if short != "" && strings.Contains(err.Error(), short) {
 				t.Errorf("the error echoes the secret: %v", err)
@@ -275,7 +275,7 @@ func TestNewSealerRefusesShortSecrets(t *testing.T) {
 
 func TestMalformedSealedValuesAreRefused(t *testing.T) {
 	s := unitSealer(t, unitSecretNew)
-	valid := s.seal(purposeSession, []byte("payload"), unitNow.Add(time.Hour))
+	valid := s.Seal(PurposeSession, []byte("payload"), unitNow.Add(time.Hour))
 	raw := sealedRaw(t, valid)
 	for _, tc := range []struct {
 		name  string
@@ -292,7 +292,7 @@ func TestMalformedSealedValuesAreRefused(t *testing.T) {
 		{"a value over the size bound is malformed", strings.Repeat("A", maxSealedLen+1)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if got, err := s.open(purposeSession, tc.value, unitNow); !errors.Is(err, errSealMalformed) || got != nil {
+			if got, err := s.Open(PurposeSession, tc.value, unitNow); !errors.Is(err, errSealMalformed) || got != nil {
 				t.Fatalf("open = (%q, %v), want (nil, %v)", got, err, errSealMalformed)
 			}
 		})
@@ -301,11 +301,11 @@ func TestMalformedSealedValuesAreRefused(t *testing.T) {
 
 func TestAnOversizedSealedValueIsRefusedEvenWhenAuthentic(t *testing.T) {
 	s := unitSealer(t, unitSecretNew)
-	v := s.seal(purposeSession, bytes.Repeat([]byte("z"), maxSealedLen), unitNow.Add(time.Hour))
+	v := s.Seal(PurposeSession, bytes.Repeat([]byte("z"), maxSealedLen), unitNow.Add(time.Hour))
 	if len(v) <= maxSealedLen {
 		t.Fatalf("sealed length %d is not over the bound %d", len(v), maxSealedLen)
 	}
-	if got, err := s.open(purposeSession, v, unitNow); !errors.Is(err, errSealMalformed) || got != nil {
+	if got, err := s.Open(PurposeSession, v, unitNow); !errors.Is(err, errSealMalformed) || got != nil {
 		t.Fatalf("open = (%d bytes, %v), want (nil, %v)", len(got), err, errSealMalformed)
 	}
 }
@@ -314,17 +314,17 @@ func TestAnOversizedSealedValueIsRefusedEvenWhenAuthentic(t *testing.T) {
 // the values sealed as seeds may ever open.
 func FuzzOpen(f *testing.F) {
 	s := unitSealer(f, unitSecretNew, unitSecretOld)
-	plain := fullSession().marshal()
-	for _, p := range []string{purposeSession, purposeAttempt, purposeStash, purposeConfirm} {
-		f.Add(p, s.seal(p, plain, unitNow.Add(time.Hour)))
+	plain := fullSession().Marshal()
+	for _, p := range []Purpose{PurposeSession, PurposeAttempt, PurposeStash, PurposeConfirm} {
+		f.Add(string(p), s.Seal(p, plain, unitNow.Add(time.Hour)))
 	}
-	f.Add(purposeSession, unitSealer(f, unitSecretOld).seal(purposeSession, plain, unitNow.Add(time.Hour)))
-	f.Add(purposeSession, s.seal(purposeSession, plain, unitNow.Add(-time.Hour)))
-	f.Add(purposeSession, "")
-	f.Add(purposeSession, "AQ")
+	f.Add(string(PurposeSession), unitSealer(f, unitSecretOld).Seal(PurposeSession, plain, unitNow.Add(time.Hour)))
+	f.Add(string(PurposeSession), s.Seal(PurposeSession, plain, unitNow.Add(-time.Hour)))
+	f.Add(string(PurposeSession), "")
+	f.Add(string(PurposeSession), "AQ")
 	f.Add("", strings.Repeat("A", sealOverhead*2))
 	f.Fuzz(func(t *testing.T, purpose, value string) {
-		got, err := s.open(purpose, value, unitNow)
+		got, err := s.Open(Purpose(purpose), value, unitNow)
 		if err != nil {
 			if got != nil {
 				t.Fatalf("open returned %d bytes with the error %v", len(got), err)

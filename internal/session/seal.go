@@ -1,4 +1,4 @@
-package caddymodule
+package session
 
 import (
 	"crypto/aes"
@@ -25,15 +25,26 @@ const (
 	sealHeaderSize = 1 + 4 + 8
 	sealNonceSize  = 12
 	sealOverhead   = sealHeaderSize + sealNonceSize + 16
-	// minSecretLen is the shortest session secret accepted: 32 bytes of key material.
-	minSecretLen = 32
+	// MinSecretLen is the shortest session secret accepted: 32 bytes of key material.
+	MinSecretLen = 32
+)
+
+// Purpose separates sealed values: one sealed for a purpose never opens as another.
+type Purpose string
+
+// The purposes of the module's sealed values.
+const (
+	PurposeSession Purpose = "session" // the session cookie
+	PurposeStash   Purpose = "stash"   // an impersonator's own session, kept aside
+	PurposeAttempt Purpose = "attempt" // a login attempt's cookie
+	PurposeConfirm Purpose = "confirm" // an impersonated session awaiting confirmation
 )
 
 var (
 	errSealMalformed = errors.New("sealed value is malformed")
 	errSealKey       = errors.New("sealed value was made with an unknown key")
 	errSealOpen      = errors.New("sealed value does not authenticate")
-	errSealExpired   = errors.New("sealed value has expired")
+	ErrExpired       = errors.New("sealed value has expired")
 )
 
 type sealKey struct {
@@ -41,20 +52,20 @@ type sealKey struct {
 	aead cipher.AEAD
 }
 
-// sealer seals with its first key and opens with any of them, so secrets can be rotated:
+// Sealer seals with its first key and opens with any of them, so secrets can be rotated:
 // put the new secret first and keep the old one until the longest-lived cookie has expired.
-type sealer struct {
+type Sealer struct {
 	keys []sealKey
 }
 
-func newSealer(secrets []string) (*sealer, error) {
+func NewSealer(secrets []string) (*Sealer, error) {
 	if len(secrets) == 0 {
 		return nil, errors.New("no session secret")
 	}
-	s := &sealer{}
+	s := &Sealer{}
 	for i, secret := range secrets {
-		if len(secret) < minSecretLen {
-			return nil, fmt.Errorf("session secret #%d is %d bytes; at least %d are required", i+1, len(secret), minSecretLen)
+		if len(secret) < MinSecretLen {
+			return nil, fmt.Errorf("session secret #%d is %d bytes; at least %d are required", i+1, len(secret), MinSecretLen)
 		}
 		key, err := hkdf.Key(sha256.New, []byte(secret), nil, "caddy-oidc-auth seal v1", 32)
 		if err != nil {
@@ -77,8 +88,8 @@ func newSealer(secrets []string) (*sealer, error) {
 	return s, nil
 }
 
-// seal encrypts plaintext for purpose, valid until expires, and returns it base64url-encoded.
-func (s *sealer) seal(purpose string, plaintext []byte, expires time.Time) string {
+// Seal encrypts plaintext for purpose, valid until expires, and returns it base64url-encoded.
+func (s *Sealer) Seal(purpose Purpose, plaintext []byte, expires time.Time) string {
 	k := s.keys[0]
 	buf := make([]byte, sealHeaderSize+sealNonceSize, sealOverhead+len(plaintext))
 	buf[0] = sealVersion
@@ -90,8 +101,8 @@ func (s *sealer) seal(purpose string, plaintext []byte, expires time.Time) strin
 	return base64.RawURLEncoding.EncodeToString(buf)
 }
 
-// open reverses seal. The returned plaintext is freshly allocated and owned by the caller.
-func (s *sealer) open(purpose, value string, now time.Time) ([]byte, error) {
+// Open reverses Seal. The returned plaintext is freshly allocated and owned by the caller.
+func (s *Sealer) Open(purpose Purpose, value string, now time.Time) ([]byte, error) {
 	if len(value) > maxSealedLen {
 		return nil, errSealMalformed
 	}
@@ -116,16 +127,16 @@ func (s *sealer) open(purpose, value string, now time.Time) ([]byte, error) {
 		return nil, errSealOpen
 	}
 	if exp := int64(binary.BigEndian.Uint64(raw[5:13])); now.Unix() >= exp {
-		return nil, errSealExpired
+		return nil, ErrExpired
 	}
 	return plain, nil
 }
 
 // maxSealedLen bounds what open will even decode: a session split over the maximum number of
 // cookie chunks, plus slack.
-const maxSealedLen = maxChunks*chunkSize + 64
+const maxSealedLen = MaxChunks*ChunkSize + 64
 
-func additionalData(purpose string, header []byte) []byte {
+func additionalData(purpose Purpose, header []byte) []byte {
 	ad := make([]byte, 0, len(purpose)+1+len(header))
 	ad = append(ad, purpose...)
 	ad = append(ad, 0)

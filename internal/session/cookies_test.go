@@ -1,4 +1,4 @@
-package caddymodule
+package session
 
 import (
 	"net/http"
@@ -32,43 +32,55 @@ func setCookies(t *testing.T, rec *httptest.ResponseRecorder) map[string]*http.C
 	return out
 }
 
+// jarConfig is the cookie configuration as an operator writes it.
+type jarConfig struct {
+	Name, Domain, SameSite string
+	Insecure               bool
+}
+
+func testJar(c *jarConfig, now func() time.Time) Jar {
+	ss := map[string]http.SameSite{"": http.SameSiteLaxMode, "lax": http.SameSiteLaxMode,
+		"strict": http.SameSiteStrictMode, "none": http.SameSiteNoneMode}[c.SameSite]
+	return NewJar(c.Name, c.Domain, !c.Insecure, ss, now)
+}
+
 func TestNewCookieJarNamesAndAttributes(t *testing.T) {
 	for _, tc := range []struct {
 		name string
-		cfg  CookieConfig
-		want cookieJar
+		cfg  jarConfig
+		want Jar
 	}{
-		{"a host-only secure cookie takes the __Host- prefix", CookieConfig{Name: "_oidc_auth"},
-			cookieJar{base: "__Host-oidc_auth", secure: true, sameSite: http.SameSiteLaxMode}},
-		{"a name without underscores takes the prefix as it is", CookieConfig{Name: "session"},
-			cookieJar{base: "__Host-session", secure: true, sameSite: http.SameSiteLaxMode}},
-		{"a cookie with a domain takes no prefix", CookieConfig{Name: "_oidc_auth", Domain: "example.com"},
-			cookieJar{base: "_oidc_auth", domain: "example.com", secure: true, sameSite: http.SameSiteLaxMode}},
-		{"an insecure cookie takes no prefix", CookieConfig{Name: "_oidc_auth", Insecure: true},
-			cookieJar{base: "_oidc_auth", secure: false, sameSite: http.SameSiteLaxMode}},
-		{"same_site strict is kept", CookieConfig{Name: "_oidc_auth", SameSite: "strict"},
-			cookieJar{base: "__Host-oidc_auth", secure: true, sameSite: http.SameSiteStrictMode}},
-		{"a name that already carries __Host- is not prefixed twice", CookieConfig{Name: "__Host-sess"},
-			cookieJar{base: "__Host-sess", secure: true, sameSite: http.SameSiteLaxMode}},
-		{"same_site none is kept", CookieConfig{Name: "_oidc_auth", SameSite: "none"},
-			cookieJar{base: "__Host-oidc_auth", secure: true, sameSite: http.SameSiteNoneMode}},
+		{"a host-only secure cookie takes the __Host- prefix", jarConfig{Name: "_oidc_auth"},
+			Jar{Base: "__Host-oidc_auth", secure: true, SameSite: http.SameSiteLaxMode}},
+		{"a name without underscores takes the prefix as it is", jarConfig{Name: "session"},
+			Jar{Base: "__Host-session", secure: true, SameSite: http.SameSiteLaxMode}},
+		{"a cookie with a domain takes no prefix", jarConfig{Name: "_oidc_auth", Domain: "example.com"},
+			Jar{Base: "_oidc_auth", domain: "example.com", secure: true, SameSite: http.SameSiteLaxMode}},
+		{"an insecure cookie takes no prefix", jarConfig{Name: "_oidc_auth", Insecure: true},
+			Jar{Base: "_oidc_auth", secure: false, SameSite: http.SameSiteLaxMode}},
+		{"same_site strict is kept", jarConfig{Name: "_oidc_auth", SameSite: "strict"},
+			Jar{Base: "__Host-oidc_auth", secure: true, SameSite: http.SameSiteStrictMode}},
+		{"a name that already carries __Host- is not prefixed twice", jarConfig{Name: "__Host-sess"},
+			Jar{Base: "__Host-sess", secure: true, SameSite: http.SameSiteLaxMode}},
+		{"same_site none is kept", jarConfig{Name: "_oidc_auth", SameSite: "none"},
+			Jar{Base: "__Host-oidc_auth", secure: true, SameSite: http.SameSiteNoneMode}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got := newCookieJar(&tc.cfg, time.Now)
-			if got.base != tc.want.base || got.domain != tc.want.domain || got.secure != tc.want.secure ||
-				got.sameSite != tc.want.sameSite {
-				t.Fatalf("newCookieJar(%+v) = %+v, want %+v", tc.cfg, got, tc.want)
+			got := testJar(&tc.cfg, time.Now)
+			if got.Base != tc.want.Base || got.domain != tc.want.domain || got.secure != tc.want.secure ||
+				got.SameSite != tc.want.SameSite {
+				t.Fatalf("NewJar(%+v) = %+v, want %+v", tc.cfg, got, tc.want)
 			}
 		})
 	}
 }
 
 func TestTheModuleCookiesAllShareTheSessionCookiesName(t *testing.T) {
-	j := newCookieJar(&CookieConfig{Name: "_oidc_auth"}, time.Now)
+	j := testJar(&jarConfig{Name: "_oidc_auth"}, time.Now)
 	for _, tc := range []struct{ got, want string }{
-		{j.attemptPrefix(), "__Host-oidc_auth_att_"},
-		{j.confirmName(), "__Host-oidc_auth_confirm"},
-		{j.stashName(), "__Host-oidc_auth_stash"},
+		{j.AttemptPrefix(), "__Host-oidc_auth_att_"},
+		{j.ConfirmName(), "__Host-oidc_auth_confirm"},
+		{j.StashName(), "__Host-oidc_auth_stash"},
 	} {
 		if tc.got != tc.want {
 			t.Errorf("name %q, want %q", tc.got, tc.want)
@@ -80,20 +92,20 @@ func TestSetCookieAttributes(t *testing.T) {
 	expires := time.Now().Add(time.Hour)
 	for _, tc := range []struct {
 		name       string
-		cfg        CookieConfig
+		cfg        jarConfig
 		wantHeader string // the Set-Cookie header without its Expires and Max-Age
 	}{
-		{"a host-only cookie is __Host-, Secure, with Path / and no Domain", CookieConfig{Name: "_oidc_auth"},
+		{"a host-only cookie is __Host-, Secure, with Path / and no Domain", jarConfig{Name: "_oidc_auth"},
 			"__Host-oidc_auth=v; Path=/; HttpOnly; Secure; SameSite=Lax"},
-		{"a domain cookie names its Domain", CookieConfig{Name: "_oidc_auth", Domain: "example.com"},
+		{"a domain cookie names its Domain", jarConfig{Name: "_oidc_auth", Domain: "example.com"},
 			"_oidc_auth=v; Path=/; Domain=example.com; HttpOnly; Secure; SameSite=Lax"},
-		{"an insecure cookie has no Secure attribute", CookieConfig{Name: "_oidc_auth", Insecure: true, SameSite: "strict"},
+		{"an insecure cookie has no Secure attribute", jarConfig{Name: "_oidc_auth", Insecure: true, SameSite: "strict"},
 			"_oidc_auth=v; Path=/; HttpOnly; SameSite=Strict"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			j := newCookieJar(&tc.cfg, time.Now)
+			j := testJar(&tc.cfg, time.Now)
 			rec := httptest.NewRecorder()
-			j.set(rec, j.base, "v", expires, j.sameSite)
+			j.Set(rec, j.Base, "v", expires, j.SameSite)
 			h := rec.Header().Values("Set-Cookie")
 			if len(h) != 1 {
 				t.Fatalf("Set-Cookie %q, want one", h)
@@ -107,7 +119,7 @@ func TestSetCookieAttributes(t *testing.T) {
 			if got := strings.Join(kept, "; "); got != tc.wantHeader {
 				t.Errorf("Set-Cookie %q, want %q", got, tc.wantHeader)
 			}
-			c := setCookies(t, rec)[j.base]
+			c := setCookies(t, rec)[j.Base]
 			if c == nil || !c.Expires.Equal(expires.UTC().Truncate(time.Second)) || c.MaxAge < 3590 || c.MaxAge > 3600 {
 				t.Errorf("cookie %+v, want Expires %v and Max-Age about 3600", c, expires.UTC())
 			}
@@ -116,20 +128,20 @@ func TestSetCookieAttributes(t *testing.T) {
 }
 
 func TestALongValueIsWrittenInChunksAndReadBack(t *testing.T) {
-	j := newCookieJar(&CookieConfig{Name: "_oidc_auth"}, time.Now)
-	value := strings.Repeat("a", chunkSize) + strings.Repeat("b", chunkSize) + "tail"
+	j := testJar(&jarConfig{Name: "_oidc_auth"}, time.Now)
+	value := strings.Repeat("a", ChunkSize) + strings.Repeat("b", ChunkSize) + "tail"
 	rec := httptest.NewRecorder()
-	j.setChunked(rec, requestWithCookies(), j.base, value, time.Now().Add(time.Hour))
+	j.SetChunked(rec, requestWithCookies(), j.Base, value, time.Now().Add(time.Hour))
 	got := setCookies(t, rec)
 
 	want := map[string]string{
-		"__Host-oidc_auth_0": strings.Repeat("a", chunkSize),
-		"__Host-oidc_auth_1": strings.Repeat("b", chunkSize),
+		"__Host-oidc_auth_0": strings.Repeat("a", ChunkSize),
+		"__Host-oidc_auth_1": strings.Repeat("b", ChunkSize),
 		"__Host-oidc_auth_2": "tail",
 	}
 	// Besides the chunks: clears of the whole name and of every later chunk name.
-	if len(got) != len(want)+1+maxChunks-3 {
-		t.Fatalf("set %d cookies (%v), want %d chunks and %d clears", len(got), names(got), len(want), 1+maxChunks-3)
+	if len(got) != len(want)+1+MaxChunks-3 {
+		t.Fatalf("set %d cookies (%v), want %d chunks and %d clears", len(got), names(got), len(want), 1+MaxChunks-3)
 	}
 	for name, v := range want {
 		c := got[name]
@@ -141,14 +153,14 @@ func TestALongValueIsWrittenInChunksAndReadBack(t *testing.T) {
 	t.Run("the chunks are reassembled in order", func(t *testing.T) {
 		// The browser may send them in any order.
 		r := requestWithCookies("__Host-oidc_auth_2=tail; other=1", "__Host-oidc_auth_1="+want["__Host-oidc_auth_1"]+"; __Host-oidc_auth_0="+want["__Host-oidc_auth_0"])
-		v, ok := readChunked(r, j.base)
+		v, ok := ReadChunked(r, j.Base)
 		if !ok || v != value {
-			t.Fatalf("readChunked = (%d bytes, %v), want (%d bytes, true)", len(v), ok, len(value))
+			t.Fatalf("ReadChunked = (%d bytes, %v), want (%d bytes, true)", len(v), ok, len(value))
 		}
 	})
 	t.Run("a value of exactly one chunk is written whole", func(t *testing.T) {
 		rec := httptest.NewRecorder()
-		j.setChunked(rec, requestWithCookies("__Host-oidc_auth=old"), j.base, strings.Repeat("c", chunkSize), time.Now().Add(time.Hour))
+		j.SetChunked(rec, requestWithCookies("__Host-oidc_auth=old"), j.Base, strings.Repeat("c", ChunkSize), time.Now().Add(time.Hour))
 		if got := names(setCookies(t, rec)); !reflect.DeepEqual(got, []string{"__Host-oidc_auth"}) {
 			t.Fatalf("set %v, want the whole cookie only", got)
 		}
@@ -170,16 +182,16 @@ func TestReadChunked(t *testing.T) {
 		{"no cookie is no value", nil, "", false},
 		{"chunks past the maximum are not read", []string{func() string {
 			var parts []string
-			for i := 0; i <= maxChunks; i++ {
+			for i := 0; i <= MaxChunks; i++ {
 				parts = append(parts, "__Host-oidc_auth_"+string(rune('0'+i))+"=x")
 			}
 			return strings.Join(parts, "; ")
-		}()}, strings.Repeat("x", maxChunks), true},
+		}()}, strings.Repeat("x", MaxChunks), true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got, ok := readChunked(requestWithCookies(tc.lines...), "__Host-oidc_auth")
+			got, ok := ReadChunked(requestWithCookies(tc.lines...), "__Host-oidc_auth")
 			if got != tc.want || ok != tc.wantOK {
-				t.Fatalf("readChunked = (%q, %v), want (%q, %v)", got, ok, tc.want, tc.wantOK)
+				t.Fatalf("ReadChunked = (%q, %v), want (%q, %v)", got, ok, tc.want, tc.wantOK)
 			}
 		})
 	}
@@ -188,16 +200,16 @@ func TestReadChunked(t *testing.T) {
 // chunkClears is what a chunked write of n chunks clears: the whole name and chunks n and later.
 func chunkClears(n int) []string {
 	out := []string{"__Host-oidc_auth"}
-	for i := n; i < maxChunks; i++ {
+	for i := n; i < MaxChunks; i++ {
 		out = append(out, "__Host-oidc_auth_"+strconv.Itoa(i))
 	}
 	return out
 }
 
 func TestWritingClearsTheChunksThatNoLongerApply(t *testing.T) {
-	j := newCookieJar(&CookieConfig{Name: "_oidc_auth"}, time.Now)
-	long := strings.Repeat("l", 2*chunkSize+1)
-	mid := strings.Repeat("m", chunkSize+1)
+	j := testJar(&jarConfig{Name: "_oidc_auth"}, time.Now)
+	long := strings.Repeat("l", 2*ChunkSize+1)
+	mid := strings.Repeat("m", ChunkSize+1)
 	for _, tc := range []struct {
 		name        string
 		carried     []string // cookies the request carries
@@ -225,7 +237,7 @@ func TestWritingClearsTheChunksThatNoLongerApply(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			rec := httptest.NewRecorder()
-			j.setChunked(rec, requestWithCookies(tc.carried...), j.base, tc.value, time.Now().Add(time.Hour))
+			j.SetChunked(rec, requestWithCookies(tc.carried...), j.Base, tc.value, time.Now().Add(time.Hour))
 			live, cleared := liveAndCleared(t, rec)
 			if !reflect.DeepEqual(live, tc.wantLive) || !reflect.DeepEqual(cleared, tc.wantCleared) {
 				t.Fatalf("live %v, cleared %v; want live %v, cleared %v", live, cleared, tc.wantLive, tc.wantCleared)
@@ -237,9 +249,9 @@ func TestWritingClearsTheChunksThatNoLongerApply(t *testing.T) {
 			}
 		})
 	}
-	t.Run("clearChunked clears the whole cookie and every chunk carried", func(t *testing.T) {
+	t.Run("ClearChunked clears the whole cookie and every chunk carried", func(t *testing.T) {
 		rec := httptest.NewRecorder()
-		j.clearChunked(rec, requestWithCookies("__Host-oidc_auth=x; __Host-oidc_auth_0=a; __Host-oidc_auth_1=b; keep=1"), j.base)
+		j.ClearChunked(rec, requestWithCookies("__Host-oidc_auth=x; __Host-oidc_auth_0=a; __Host-oidc_auth_1=b; keep=1"), j.Base)
 		live, cleared := liveAndCleared(t, rec)
 		if want := []string{"__Host-oidc_auth", "__Host-oidc_auth_0", "__Host-oidc_auth_1"}; len(live) != 0 || !reflect.DeepEqual(cleared, want) {
 			t.Fatalf("live %v, cleared %v; want cleared %v", live, cleared, want)
@@ -299,9 +311,9 @@ func TestCookieValueFindsExactlyTheNamedCookie(t *testing.T) {
 		{"no Cookie header finds nothing", nil, "_oidc_auth", "", false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got, ok := cookieValue(requestWithCookies(tc.lines...), tc.cookie)
+			got, ok := CookieValue(requestWithCookies(tc.lines...), tc.cookie)
 			if got != tc.want || ok != tc.wantOK {
-				t.Fatalf("cookieValue(%q) = (%q, %v), want (%q, %v)", tc.cookie, got, ok, tc.want, tc.wantOK)
+				t.Fatalf("CookieValue(%q) = (%q, %v), want (%q, %v)", tc.cookie, got, ok, tc.want, tc.wantOK)
 			}
 		})
 	}
@@ -309,10 +321,10 @@ func TestCookieValueFindsExactlyTheNamedCookie(t *testing.T) {
 
 func TestCookiesWithPrefixListsTheAttemptCookies(t *testing.T) {
 	r := requestWithCookies("__Host-oidc_auth_att_AAA=1; __Host-oidc_auth=s; x=2", "__Host-oidc_auth_att_BBB=3")
-	got := cookiesWithPrefix(r, "__Host-oidc_auth_att_")
+	got := CookiesWithPrefix(r, "__Host-oidc_auth_att_")
 	want := [][2]string{{"__Host-oidc_auth_att_AAA", "1"}, {"__Host-oidc_auth_att_BBB", "3"}}
 	if !reflect.DeepEqual(got, want) {
-		t.Fatalf("cookiesWithPrefix = %v, want %v", got, want)
+		t.Fatalf("CookiesWithPrefix = %v, want %v", got, want)
 	}
 }
 
@@ -340,32 +352,32 @@ func TestWithoutOwnCookiesRemovesOnlyTheModulesCookies(t *testing.T) {
 		{"no Cookie header is no change", nil, base, "", false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got, changed := withoutOwnCookies(tc.lines, tc.prefix)
+			got, changed := WithoutOwnCookies(tc.lines, tc.prefix)
 			if got != tc.want || changed != tc.wantChanged {
-				t.Fatalf("withoutOwnCookies(%q) = (%q, %v), want (%q, %v)", tc.lines, got, changed, tc.want, tc.wantChanged)
+				t.Fatalf("WithoutOwnCookies(%q) = (%q, %v), want (%q, %v)", tc.lines, got, changed, tc.want, tc.wantChanged)
 			}
 		})
 	}
 }
 
 func TestSetChunkedRefusesAValueTooLargeToReadBack(t *testing.T) {
-	j := newCookieJar(&CookieConfig{Name: "_oidc_auth"}, time.Now)
+	j := testJar(&jarConfig{Name: "_oidc_auth"}, time.Now)
 	rec := httptest.NewRecorder()
 	r := httptest.NewRequest(http.MethodGet, "/", nil)
-	if j.setChunked(rec, r, j.base, strings.Repeat("a", maxChunks*chunkSize+1), time.Now().Add(time.Hour)) {
-		t.Fatal("a value over maxChunks chunks was written")
+	if j.SetChunked(rec, r, j.Base, strings.Repeat("a", MaxChunks*ChunkSize+1), time.Now().Add(time.Hour)) {
+		t.Fatal("a value over MaxChunks chunks was written")
 	}
 	if n := len(rec.Result().Cookies()); n != 0 {
 		t.Errorf("%d cookies set for a value that was refused", n)
 	}
-	if !j.setChunked(rec, r, j.base, strings.Repeat("a", maxChunks*chunkSize), time.Now().Add(time.Hour)) {
-		t.Error("a value of exactly maxChunks chunks was refused")
+	if !j.SetChunked(rec, r, j.Base, strings.Repeat("a", MaxChunks*ChunkSize), time.Now().Add(time.Hour)) {
+		t.Error("a value of exactly MaxChunks chunks was refused")
 	}
 }
 
 func TestMaxAgeFollowsTheHandlersClock(t *testing.T) {
 	now := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
-	j := newCookieJar(&CookieConfig{Name: "_oidc_auth"}, func() time.Time { return now })
+	j := testJar(&jarConfig{Name: "_oidc_auth"}, func() time.Time { return now })
 	c := j.cookie("x", "v", now.Add(90*time.Second), http.SameSiteLaxMode)
 	if c.MaxAge != 90 {
 		t.Errorf("Max-Age %d, want 90", c.MaxAge)

@@ -1,4 +1,4 @@
-package caddymodule
+package session
 
 import (
 	"encoding/binary"
@@ -57,12 +57,13 @@ const sessionFormat = 1
 
 var errSessionMalformed = errors.New("session is malformed")
 
-func (s *Session) marshal() []byte {
+// Marshal encodes the session in its binary form.
+func (s *Session) Marshal() []byte {
 	var b []byte
 	b = append(b, sessionFormat)
 	for _, v := range []string{s.ID, s.Subject, s.Email, s.Name, s.PreferredUsername,
 		s.ImpersonatorID, s.ImpersonatorEmail, s.AccessToken, s.TokenAudience, s.RefreshToken, s.IDToken} {
-		b = appendString(b, v)
+		b = AppendString(b, v)
 	}
 	var flags byte
 	if s.EmailVerified {
@@ -77,41 +78,42 @@ func (s *Session) marshal() []byte {
 	}
 	b = binary.AppendUvarint(b, uint64(len(s.Groups)))
 	for _, g := range s.Groups {
-		b = appendString(b, g)
+		b = AppendString(b, g)
 	}
 	b = binary.AppendUvarint(b, uint64(len(s.Claims)))
 	for _, c := range s.Claims {
-		b = appendString(b, c.Name)
-		b = appendString(b, c.Value)
+		b = AppendString(b, c.Name)
+		b = AppendString(b, c.Value)
 	}
 	return b
 }
 
-func (s *Session) unmarshal(b []byte) error {
+// Unmarshal decodes the binary form, refusing anything malformed.
+func (s *Session) Unmarshal(b []byte) error {
 	if len(b) == 0 || b[0] != sessionFormat {
 		return errSessionMalformed
 	}
-	d := decoder{s: string(b[1:])}
+	d := Decoder{s: string(b[1:])}
 	for _, p := range []*string{&s.ID, &s.Subject, &s.Email, &s.Name, &s.PreferredUsername,
 		&s.ImpersonatorID, &s.ImpersonatorEmail, &s.AccessToken, &s.TokenAudience, &s.RefreshToken, &s.IDToken} {
-		*p = d.string()
+		*p = d.Text()
 	}
 	flags := d.byte()
 	s.EmailVerified = flags&1 != 0
 	s.Impersonated = flags&2 != 0
 	for _, p := range []*time.Time{&s.TokenExpiry, &s.Created, &s.Expires, &s.LastSeen} {
-		*p = timeOrZero(d.varint())
+		*p = timeOrZero(d.Varint())
 	}
 	if n := d.count(); n > 0 {
 		s.Groups = make([]string, n)
 		for i := range s.Groups {
-			s.Groups[i] = d.string()
+			s.Groups[i] = d.Text()
 		}
 	}
 	if n := d.count(); n > 0 {
 		s.Claims = make([]Claim, n)
 		for i := range s.Claims {
-			s.Claims[i] = Claim{Name: d.string(), Value: d.string()}
+			s.Claims[i] = Claim{Name: d.Text(), Value: d.Text()}
 		}
 	}
 	if d.err || d.s != "" || s.ID == "" || s.Subject == "" {
@@ -120,7 +122,8 @@ func (s *Session) unmarshal(b []byte) error {
 	return nil
 }
 
-func appendString(b []byte, s string) []byte {
+// AppendString appends s, length-prefixed.
+func AppendString(b []byte, s string) []byte {
 	b = binary.AppendUvarint(b, uint64(len(s)))
 	return append(b, s...)
 }
@@ -139,13 +142,22 @@ func timeOrZero(u int64) time.Time {
 	return time.Unix(u, 0)
 }
 
-// decoder reads the binary form; after the first error every read returns a zero value.
-type decoder struct {
+// NewDecoder reads b, which must not change while the decoder is in use.
+func NewDecoder(b []byte) *Decoder { return &Decoder{s: string(b)} }
+
+// Rest is what is left to read.
+func (d *Decoder) Rest() string { return d.s }
+
+// Failed reports whether a read failed.
+func (d *Decoder) Failed() bool { return d.err }
+
+// Decoder reads the binary form; after the first error every read returns a zero value.
+type Decoder struct {
 	s   string
 	err bool
 }
 
-func (d *decoder) uvarint() uint64 {
+func (d *Decoder) uvarint() uint64 {
 	if d.err {
 		return 0
 	}
@@ -158,7 +170,7 @@ func (d *decoder) uvarint() uint64 {
 	return v
 }
 
-func (d *decoder) varint() int64 {
+func (d *Decoder) Varint() int64 {
 	u := d.uvarint()
 	v := int64(u >> 1)
 	if u&1 != 0 {
@@ -167,7 +179,7 @@ func (d *decoder) varint() int64 {
 	return v
 }
 
-func (d *decoder) string() string {
+func (d *Decoder) Text() string {
 	n := d.uvarint()
 	if d.err || n > uint64(len(d.s)) {
 		d.err = true
@@ -178,7 +190,7 @@ func (d *decoder) string() string {
 	return v
 }
 
-func (d *decoder) byte() byte {
+func (d *Decoder) byte() byte {
 	if d.err || d.s == "" {
 		d.err = true
 		return 0
@@ -189,7 +201,7 @@ func (d *decoder) byte() byte {
 }
 
 // count reads a list length, refusing one longer than the bytes left could hold.
-func (d *decoder) count() int {
+func (d *Decoder) count() int {
 	n := d.uvarint()
 	if n > uint64(len(d.s)) {
 		d.err = true

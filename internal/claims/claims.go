@@ -1,0 +1,243 @@
+// Package claims reads identities out of OpenID Connect claim sets: the standard fields, any
+// claim by name or dotted path, and impersonation as Auth0, Keycloak or RFC 8693 show it.
+package claims
+
+import (
+	"encoding/json"
+	"strconv"
+	"strings"
+)
+
+// Set is a decoded JSON claim set (the ID token's, with /userinfo's merged over it).
+type Set map[string]any
+
+// lookup finds a claim by name or by dotted path ("address.country"). A name that is itself
+// a key wins, so namespaced claims such as "https://example.com/roles" are found whole.
+func (c Set) Lookup(path string) (any, bool) {
+	if v, ok := c[path]; ok {
+		return v, true
+	}
+	var cur any = map[string]any(c)
+	for part := range strings.SplitSeq(path, ".") {
+		m, ok := cur.(map[string]any)
+		if !ok {
+			return nil, false
+		}
+		if cur, ok = m[part]; !ok {
+			return nil, false
+		}
+	}
+	return cur, true
+}
+
+func (c Set) Str(path string) string {
+	v, _ := c.Lookup(path)
+	s, _ := v.(string)
+	return s
+}
+
+func (c Set) Bool(path string) bool {
+	v, _ := c.Lookup(path)
+	switch b := v.(type) {
+	case bool:
+		return b
+	case string: // some providers send "true"
+		return b == "true"
+	}
+	return false
+}
+
+// strings reads a claim holding a list of strings, or one string.
+func (c Set) Strings(path string) []string {
+	v, _ := c.Lookup(path)
+	switch l := v.(type) {
+	case string:
+		if l == "" {
+			return nil
+		}
+		return []string{l}
+	case []any:
+		out := make([]string, 0, len(l))
+		for _, e := range l {
+			if s, ok := e.(string); ok {
+				out = append(out, s)
+			}
+		}
+		return out
+	}
+	return nil
+}
+
+// render turns a claim value into a header value: strings as they are, numbers and booleans
+// as JSON writes them, lists of scalars joined with ",", anything else as compact JSON. Control
+// characters are replaced, so no value can split a header.
+func Render(v any) string {
+	var s string
+	switch x := v.(type) {
+	case nil:
+		return ""
+	case string:
+		s = x
+	case bool:
+		s = strconv.FormatBool(x)
+	case float64:
+		s = strconv.FormatFloat(x, 'f', -1, 64)
+	case []any:
+		parts := make([]string, 0, len(x))
+		for _, e := range x {
+			parts = append(parts, Render(e))
+		}
+		s = strings.Join(parts, ",")
+	default:
+		b, err := json.Marshal(x)
+		if err != nil {
+			return ""
+		}
+		s = string(b)
+	}
+	return HeaderSafe(s)
+}
+
+// headerSafe replaces control characters, which could split or corrupt a header, with spaces.
+func HeaderSafe(s string) string {
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x20 || s[i] == 0x7f {
+			return strings.Map(func(r rune) rune {
+				if r < 0x20 || r == 0x7f {
+					return ' '
+				}
+				return r
+			}, s)
+		}
+	}
+	return s
+}
+
+// Identity is who the provider says signed in: the merged claims and the fields read from them.
+type Identity struct {
+	Claims        Set
+	Subject       string
+	Email         string
+	EmailVerified bool
+	Name          string
+	Username      string // preferred_username
+	Groups        []string
+	Imp           *Impersonator // nil unless the identity is impersonated
+}
+
+// Impersonator is who acted as the user, as the provider said.
+type Impersonator struct {
+	ID       string
+	Email    string
+	Username string
+}
+
+// Mode says where impersonation is read from.
+type Mode uint8
+
+// The impersonation claim modes.
+const (
+	ModeAuto     Mode = iota // Auth0's, then Keycloak's, then RFC 8693 act
+	ModeAuth0                // impersonated + impersonator {user_id, email}
+	ModeKeycloak             // impersonator {id, username}
+	ModeAct                  // RFC 8693 act {sub}
+	ModeCustom               // the claim paths of the Mapping
+)
+
+var modeNames = map[string]Mode{"auto": ModeAuto, "auth0": ModeAuth0, "keycloak": ModeKeycloak,
+	"act": ModeAct, "custom": ModeCustom}
+
+// String is the mode's configuration name.
+func (m Mode) String() string {
+	for name, v := range modeNames {
+		if v == m {
+			return name
+		}
+	}
+	return "unknown"
+}
+
+// ParseMode reads a mode by its configuration name.
+func ParseMode(name string) (Mode, bool) {
+	m, ok := modeNames[name]
+	return m, ok
+}
+
+// Mapping reads impersonation from claims.
+type Mapping struct {
+	Mode      Mode
+	Namespace string // the prefix of Auth0 namespaced custom claims
+	// ModeCustom: the boolean claim saying the login is impersonated (empty: the presence of
+	// the impersonator ID claim says so), and the claims of the impersonator's ID and email.
+	Impersonated, ImpersonatorID, ImpersonatorEmail string
+}
+
+// Detect returns the Impersonator when the claims say the identity is impersonated.
+func (m Mapping) Detect(c Set) (*Impersonator, bool) {
+	switch m.Mode {
+	case ModeAuth0:
+		return m.auth0(c)
+	case ModeKeycloak:
+		return keycloak(c)
+	case ModeAct:
+		return act(c)
+	case ModeCustom:
+		return m.custom(c)
+	}
+	for _, f := range []func(Set) (*Impersonator, bool){m.auth0, keycloak, act} {
+		if imp, ok := f(c); ok {
+			return imp, true
+		}
+	}
+	return nil, false
+}
+
+// auth0: "impersonated": true and "impersonator": {user_id, email}, at the top level or under
+// the configured namespace (what a Rule or Action may add to the ID token).
+func (m Mapping) auth0(c Set) (*Impersonator, bool) {
+	for _, prefix := range []string{"", m.Namespace} {
+		if b, _ := c[prefix+"impersonated"].(bool); b {
+			obj, _ := c[prefix+"impersonator"].(map[string]any)
+			return &Impersonator{ID: str(obj, "user_id"), Email: str(obj, "email")}, true
+		}
+	}
+	return nil, false
+}
+
+// keycloak: "impersonator": {id, username}, from Keycloak's Impersonator mappers.
+func keycloak(c Set) (*Impersonator, bool) {
+	obj, ok := c["impersonator"].(map[string]any)
+	if !ok || str(obj, "id") == "" {
+		return nil, false
+	}
+	// The username is not an email, even when it looks like one: realms may let users edit it.
+	return &Impersonator{ID: str(obj, "id"), Username: str(obj, "username")}, true
+}
+
+// act: RFC 8693 "act": {sub}; in a chain the outermost actor is the current one.
+func act(c Set) (*Impersonator, bool) {
+	obj, ok := c["act"].(map[string]any)
+	if !ok || str(obj, "sub") == "" {
+		return nil, false
+	}
+	return &Impersonator{ID: str(obj, "sub")}, true
+}
+
+func (m Mapping) custom(c Set) (*Impersonator, bool) {
+	id, _ := c.Lookup(m.ImpersonatorID)
+	imp := &Impersonator{ID: Render(id), Email: c.Str(m.ImpersonatorEmail)}
+	impersonated := imp.ID != ""
+	if m.Impersonated != "" {
+		impersonated = c.Bool(m.Impersonated)
+	}
+	if !impersonated {
+		// nil, as the other mappings answer: callers read a non-nil Impersonator as impersonation.
+		return nil, false
+	}
+	return imp, true
+}
+
+func str(m map[string]any, key string) string {
+	s, _ := m[key].(string)
+	return s
+}

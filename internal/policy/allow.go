@@ -1,0 +1,131 @@
+// Package policy decides who may in: the allow rules and the impersonation policy, with CEL
+// expressions. Pure functions of an identity and the request's facts: no HTTP, no logging.
+package policy
+
+import (
+	"context"
+	"errors"
+	"strings"
+
+	"cel.dev/cel-go/cel"
+
+	"github.com/relyingparty/caddy-oidc-auth/internal/claims"
+)
+
+// AllowRules are the allow rules as configured. Every category present must admit the user,
+// and the expression must be true.
+type AllowRules struct {
+	Emails, Domains, Groups []string
+	Claims                  []ClaimRule
+	Expression              string // CEL over claims and request
+}
+
+// ClaimRule admits users whose claim (a name or dotted path) has one of the values.
+type ClaimRule struct {
+	Claim  string
+	Values []string
+}
+
+// Allow is AllowRules compiled. A nil *Allow admits everyone.
+type Allow struct {
+	emails, domains, groups map[string]bool
+	claims                  []ClaimRule
+	expr                    cel.Program
+}
+
+// NewAllow compiles the rules.
+func NewAllow(r AllowRules) (*Allow, error) {
+	p := &Allow{
+		emails:  lowerSet(r.Emails),
+		domains: lowerSet(r.Domains),
+		groups:  set(r.Groups),
+		claims:  r.Claims,
+	}
+	for _, c := range r.Claims {
+		if c.Claim == "" || len(c.Values) == 0 {
+			return nil, errors.New("claim needs a name and at least one value")
+		}
+	}
+	if r.Expression != "" {
+		var err error
+		if p.expr, err = compileCEL(r.Expression, "claims", "request"); err != nil {
+			return nil, err
+		}
+	}
+	return p, nil
+}
+
+// Admit reports whether the identity may in, and if not, why (for the audit log). req is what
+// expressions see of the request (host, method, path, remote_ip).
+func (p *Allow) Admit(ctx context.Context, id *claims.Identity, req map[string]any) (bool, string) {
+	if p == nil {
+		return true, ""
+	}
+	if len(p.emails)+len(p.domains) > 0 {
+		email := strings.ToLower(id.Email)
+		_, domain, _ := strings.Cut(email, "@")
+		if !id.EmailVerified || email == "" || !(p.emails[email] || p.domains[domain]) {
+			return false, "email not allowed"
+		}
+	}
+	if len(p.groups) > 0 && !anyIn(id.Groups, p.groups) {
+		return false, "not in an allowed group"
+	}
+	for _, r := range p.claims {
+		if !claimHasValue(id.Claims, r) {
+			return false, "claim " + r.Claim + " not allowed"
+		}
+	}
+	if p.expr != nil && !evalCEL(ctx, p.expr, map[string]any{"claims": celClaims(id), "request": req}) {
+		return false, "expression denied"
+	}
+	return true, ""
+}
+
+func claimHasValue(c claims.Set, r ClaimRule) bool {
+	v, ok := c.Lookup(r.Claim)
+	if !ok {
+		return false
+	}
+	var have []string
+	if l, ok := v.([]any); ok {
+		for _, e := range l {
+			have = append(have, claims.Render(e))
+		}
+	} else {
+		have = []string{claims.Render(v)}
+	}
+	for _, h := range have {
+		for _, want := range r.Values {
+			if h == want {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func set(l []string) map[string]bool {
+	m := make(map[string]bool, len(l))
+	for _, s := range l {
+		m[s] = true
+	}
+	return m
+}
+
+func lowerSet(l []string) map[string]bool {
+	m := make(map[string]bool, len(l))
+	for _, s := range l {
+		m[strings.ToLower(s)] = true
+	}
+	return m
+}
+
+func anyIn(have []string, want map[string]bool) bool {
+	for _, h := range have {
+		if want[h] {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,63 @@
+package policy
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"cel.dev/cel-go/cel"
+
+	"github.com/relyingparty/caddy-oidc-auth/internal/claims"
+)
+
+// celCostLimit bounds the work one evaluation may do, so no expression can stall a request.
+const celCostLimit = 100000
+
+// celTimeout bounds one evaluation's wall time.
+const celTimeout = 100 * time.Millisecond
+
+// compileCEL compiles a boolean expression over the named map variables.
+func compileCEL(expr string, vars ...string) (cel.Program, error) {
+	opts := make([]cel.EnvOption, 0, len(vars))
+	for _, v := range vars {
+		opts = append(opts, cel.Variable(v, cel.MapType(cel.StringType, cel.DynType)))
+	}
+	env, err := cel.NewEnv(opts...)
+	if err != nil {
+		return nil, err
+	}
+	ast, iss := env.Compile(expr)
+	if iss.Err() != nil {
+		return nil, fmt.Errorf("expression %q does not compile: %w", expr, iss.Err())
+	}
+	if ast.OutputType() != cel.BoolType {
+		return nil, fmt.Errorf("expression %q is %s, not boolean", expr, ast.OutputType())
+	}
+	return env.Program(ast, cel.CostLimit(celCostLimit), cel.InterruptCheckFrequency(100))
+}
+
+// evalCEL is true only when the expression evaluates to true; an error (a missing claim, say)
+// denies.
+func evalCEL(ctx context.Context, p cel.Program, vars map[string]any) bool {
+	ctx, cancel := context.WithTimeout(ctx, celTimeout)
+	defer cancel()
+	out, _, err := p.ContextEval(ctx, vars)
+	if err != nil {
+		return false
+	}
+	b, ok := out.Value().(bool)
+	return ok && b
+}
+
+// celClaims is what expressions see of the user's claims: all of them, except an email that
+// is not verified (an expression like claims.email.endsWith(...) must not admit a typed one).
+func celClaims(id *claims.Identity) map[string]any {
+	c := make(map[string]any, len(id.Claims)+1)
+	for k, v := range id.Claims {
+		c[k] = v
+	}
+	if !id.EmailVerified {
+		delete(c, "email")
+	}
+	return c
+}
