@@ -110,8 +110,8 @@ func (s *Server) handleAdminImpersonate(w http.ResponseWriter, r *http.Request) 
 }
 
 // handleKCImpersonate turns the administrator's SSO session into one of the target,
-// impersonated by the administrator, as Keycloak's "Impersonate" does: the application's next
-// ordinary login carries the impersonator.
+// impersonated by the administrator, as Keycloak's "Impersonate" does: a new session (a new
+// sid), whose application's next ordinary login carries the impersonator.
 func (s *Server) handleKCImpersonate(w http.ResponseWriter, r *http.Request) {
 	sess, actor, ok := s.adminForm(w, r)
 	if !ok {
@@ -124,7 +124,7 @@ func (s *Server) handleKCImpersonate(w http.ResponseWriter, r *http.Request) {
 	}
 	now := s.now()
 	s.updateSession(r, func(ss *session) {
-		ss.UserID, ss.ImpersonatorID, ss.AuthTime = target.ID, actor.ID, now
+		ss.UserID, ss.ImpersonatorID, ss.SID, ss.AuthTime = target.ID, actor.ID, newID(), now
 	})
 	var apps []string
 	for _, c := range s.clients {
@@ -142,7 +142,7 @@ func (s *Server) handleKCImpersonate(w http.ResponseWriter, r *http.Request) {
 	}{s.base, sess.CSRF, target.label(), actor.label(), apps})
 }
 
-// handleKCStop gives the administrator their own SSO session back.
+// handleKCStop gives the administrator their own SSO session back, under a new sid.
 func (s *Server) handleKCStop(w http.ResponseWriter, r *http.Request) {
 	_, actor, ok := s.adminForm(w, r)
 	if !ok {
@@ -150,7 +150,7 @@ func (s *Server) handleKCStop(w http.ResponseWriter, r *http.Request) {
 	}
 	now := s.now()
 	s.updateSession(r, func(sess *session) {
-		sess.UserID, sess.ImpersonatorID, sess.AuthTime = actor.ID, "", now
+		sess.UserID, sess.ImpersonatorID, sess.SID, sess.AuthTime = actor.ID, "", newID(), now
 	})
 	http.Redirect(w, r, s.base+"admin", http.StatusSeeOther)
 }

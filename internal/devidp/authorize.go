@@ -187,6 +187,7 @@ func (s *Server) complete(w http.ResponseWriter, r *http.Request, req authReques
 		SID: sess.SID, AuthTime: sess.AuthTime,
 		Challenge: req.CodeChallenge, ChallengeAlg: req.ChallengeAlg,
 	}
+	s.noteLogin(g)
 	if req.ResponseType == "code" {
 		ps := withState([]param{{"code", s.issueCode(g)}}, req.State)
 		s.deliver(w, r, req.RedirectURI, req.ResponseMode, ps)

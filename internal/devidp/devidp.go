@@ -47,6 +47,9 @@ type Client struct {
 	// PostLogoutRedirectURIs are the allowed returnTo / post_logout_redirect_uri values,
 	// compared exactly.
 	PostLogoutRedirectURIs []string
+	// BackchannelLogoutURI receives a logout token (OpenID Connect Back-Channel Logout 1.0)
+	// when a provider session that logged into this client ends. Empty: none is sent.
+	BackchannelLogoutURI string
 }
 
 // Config configures a Server. Only Issuer is required.
@@ -76,6 +79,9 @@ type Config struct {
 	Now func() time.Time
 	// Key signs tokens (RS256). Nil means a fresh 2048-bit key.
 	Key *rsa.PrivateKey
+	// HTTPClient sends back-channel logout tokens. Nil means a client with a 5s timeout;
+	// each delivery is bounded to 5s in any case.
+	HTTPClient *http.Client
 	// Misbehave lists the deliberate protocol violations the provider starts with, for
 	// testing a relying party's checks (see Misbehaviour). SetMisbehaviour changes them at
 	// run time. Default: none, a well-behaved provider.
@@ -111,16 +117,18 @@ type Server struct {
 	keyMu sync.RWMutex      // guards keys
 	keys  []signingKeyEntry // oldest first; the last one signs
 
-	mu        sync.Mutex // guards everything below
-	autoUser  string
-	autoImp   string
-	pending   map[string]*pending
-	sessions  map[string]*session
-	codes     map[string]*codeEntry
-	access    map[string]*accessEntry
-	refresh   map[string]*refreshEntry
-	usedLinks map[string]time.Time // link id → when it would have expired
-	lastSweep time.Time
+	mu         sync.Mutex // guards everything below
+	autoUser   string
+	autoImp    string
+	pending    map[string]*pending
+	sessions   map[string]*session
+	codes      map[string]*codeEntry
+	access     map[string]*accessEntry
+	refresh    map[string]*refreshEntry
+	usedLinks  map[string]time.Time    // link id → when it would have expired
+	logins     map[string]*loginRecord // sid → the clients its session logged into
+	deliveries []BackchannelDelivery   // back-channel logout deliveries, oldest first
+	lastSweep  time.Time
 }
 
 // New checks cfg, fills its defaults and returns a ready Server.
@@ -155,6 +163,10 @@ func New(cfg Config) (*Server, error) {
 		access:    map[string]*accessEntry{},
 		refresh:   map[string]*refreshEntry{},
 		usedLinks: map[string]time.Time{},
+		logins:    map[string]*loginRecord{},
+	}
+	if s.cfg.HTTPClient == nil {
+		s.cfg.HTTPClient = &http.Client{Timeout: backchannelTimeout}
 	}
 	s.SetNow(cfg.Now)
 	if err := s.SetMisbehaviour(cfg.Misbehave...); err != nil {

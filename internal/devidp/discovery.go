@@ -24,6 +24,8 @@ type discoveryDoc struct {
 	ClaimsSupported                   []string `json:"claims_supported"`
 	RequestURIParameterSupported      bool     `json:"request_uri_parameter_supported"`
 	RequestParameterSupported         bool     `json:"request_parameter_supported"`
+	BackchannelLogoutSupported        bool     `json:"backchannel_logout_supported"`
+	BackchannelLogoutSessionSupported bool     `json:"backchannel_logout_session_supported"`
 }
 
 func (s *Server) handleDiscovery(w http.ResponseWriter, r *http.Request) {
@@ -45,6 +47,8 @@ func (s *Server) handleDiscovery(w http.ResponseWriter, r *http.Request) {
 		ClaimsSupported: []string{"aud", "auth_time", "azp", "email", "email_verified", "exp", "iat",
 			"iss", "name", "nickname", "nonce", "preferred_username", "sid", "sub", "updated_at",
 			"groups", "roles", "impersonated", "impersonator", "act"},
+		BackchannelLogoutSupported:        true,
+		BackchannelLogoutSessionSupported: true,
 	}
 	m := s.misbehaviour()
 	if m.has(DiscoveryWrongIssuer) {

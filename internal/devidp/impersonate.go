@@ -199,6 +199,7 @@ func (s *Server) handleFollowLink(w http.ResponseWriter, r *http.Request) {
 	}
 	g := grant{UserID: l.UserID, ImpersonatorID: l.Impersonator, Link: true, ClientID: l.ClientID,
 		RedirectURI: l.Callback, Scope: l.Scope, SID: newID(), AuthTime: now}
+	s.noteLogin(g)
 	if l.ResponseType == "code" {
 		s.deliver(w, r, l.Callback, l.ResponseMode, withState([]param{{"code", s.issueCode(g)}}, l.State))
 		return

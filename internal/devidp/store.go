@@ -78,6 +78,7 @@ func (s *Server) sweepLocked(now time.Time) {
 	sweep(s.access, now, func(v *accessEntry) time.Time { return v.expires })
 	sweep(s.refresh, now, func(v *refreshEntry) time.Time { return v.expires })
 	sweep(s.usedLinks, now, func(exp time.Time) time.Time { return exp })
+	sweep(s.logins, now, func(v *loginRecord) time.Time { return v.expires })
 }
 
 // sweep deletes the records of m that expired before now.
@@ -162,13 +163,19 @@ func (s *Server) updateSession(r *http.Request, change func(*session)) bool {
 	return ok
 }
 
-// endSession forgets the browser's SSO session and clears its cookie.
-func (s *Server) endSession(w http.ResponseWriter, r *http.Request) {
+// endSession forgets the browser's SSO session, clears its cookie and returns the session's
+// sid ("" when the browser had none).
+func (s *Server) endSession(w http.ResponseWriter, r *http.Request) string {
+	sid := ""
 	if c, err := r.Cookie(ssoCookie); err == nil {
 		s.mu.Lock()
-		delete(s.sessions, c.Value)
+		if sess, ok := s.sessions[c.Value]; ok {
+			sid = sess.SID
+			delete(s.sessions, c.Value)
+		}
 		s.mu.Unlock()
 	}
 	http.SetCookie(w, &http.Cookie{Name: ssoCookie, Value: "", Path: "/", MaxAge: -1, HttpOnly: true,
 		Secure: s.secure, SameSite: http.SameSiteLaxMode})
+	return sid
 }
