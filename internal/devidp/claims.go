@@ -27,11 +27,6 @@ type keycloakImpersonator struct {
 	Username string `json:"username"`
 }
 
-// actor is the RFC 8693 `act` claim.
-type actor struct {
-	Sub string `json:"sub"`
-}
-
 func hasScope(scope, want string) bool {
 	return slices.Contains(strings.Fields(scope), want)
 }
@@ -81,7 +76,7 @@ func (s *Server) addImpersonation(c map[string]any, imp *User, place claimPlace)
 	case ModeKeycloak:
 		c["impersonator"] = keycloakImpersonator{ID: imp.ID, Username: imp.username()}
 	case ModeAct:
-		c["act"] = actor{Sub: imp.ID}
+		c["act"] = Actor{Sub: imp.ID}
 	}
 }
 
@@ -106,22 +101,25 @@ func (s *Server) idTokenClaims(g *grant, u, imp *User, now time.Time, nonce, atH
 	return c
 }
 
-// accessTokenClaims are the claims of a JWT access token for g's audience. As Auth0 does,
-// the userinfo endpoint is a second audience when the scope has openid.
+// accessTokenClaims are the claims of a JWT access token for g's audience, in the RFC 9068
+// profile (Auth0's "RFC 9068" token dialect): iss, sub, aud, client_id, iat, exp, jti and
+// scope, and Auth0's azp. aud is always an array: the audience, then, as Auth0 does, the
+// userinfo endpoint when the scope has openid.
 func (s *Server) accessTokenClaims(g *grant, imp *User, now time.Time) map[string]any {
 	aud := []string{g.Audience}
 	if hasScope(g.Scope, "openid") {
 		aud = append(aud, s.issuer()+"userinfo")
 	}
 	c := map[string]any{
-		"iss":   s.issuer(),
-		"sub":   g.UserID,
-		"aud":   aud,
-		"azp":   g.ClientID,
-		"scope": g.Scope,
-		"iat":   now.Unix(),
-		"exp":   now.Add(s.cfg.AccessTokenTTL).Unix(),
-		"jti":   newID(),
+		"iss":       s.issuer(),
+		"sub":       g.UserID,
+		"aud":       aud,
+		"azp":       g.ClientID,
+		"client_id": g.ClientID,
+		"scope":     g.Scope,
+		"iat":       now.Unix(),
+		"exp":       now.Add(s.cfg.AccessTokenTTL).Unix(),
+		"jti":       newID(),
 	}
 	s.addImpersonation(c, imp, inAccessToken)
 	return c

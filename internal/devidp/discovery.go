@@ -39,7 +39,7 @@ func (s *Server) handleDiscovery(w http.ResponseWriter, r *http.Request) {
 		ScopesSupported:                   []string{"openid", "profile", "email", "offline_access"},
 		ResponseTypesSupported:            []string{"code", "token", "id_token token"},
 		ResponseModesSupported:            []string{"query", "fragment", "form_post"},
-		GrantTypesSupported:               []string{"authorization_code", "implicit", "refresh_token"},
+		GrantTypesSupported:               []string{"authorization_code", "implicit", "refresh_token", "client_credentials"},
 		SubjectTypesSupported:             []string{"public"},
 		IDTokenSigningAlgValuesSupported:  []string{"RS256"},
 		TokenEndpointAuthMethodsSupported: []string{"client_secret_basic", "client_secret_post"},

@@ -37,7 +37,7 @@ func TestDiscovery(t *testing.T) {
 		{"id_token_signing_alg_values_supported", []any{"RS256"}},
 		{"code_challenge_methods_supported", []any{"S256", "plain"}},
 		{"token_endpoint_auth_methods_supported", []any{"client_secret_basic", "client_secret_post"}},
-		{"grant_types_supported", []any{"authorization_code", "implicit", "refresh_token"}},
+		{"grant_types_supported", []any{"authorization_code", "implicit", "refresh_token", "client_credentials"}},
 	} {
 		t.Run("it announces "+tc.field, func(t *testing.T) {
 			if !reflect.DeepEqual(d[tc.field], tc.want) {

@@ -33,7 +33,7 @@ func (s *Server) issueTokens(g grant, o issueOpts) (tokenSet, error) {
 	now := s.now()
 	ts := tokenSet{Scope: g.Scope, ExpiresIn: int64(s.cfg.AccessTokenTTL.Seconds()), TokenType: "Bearer"}
 	if s.jwtAccessToken(&g) {
-		tok, err := s.sign(s.accessTokenClaims(&g, imp, now))
+		tok, err := s.signWith(signing{typ: accessTokenTyp}, s.accessTokenClaims(&g, imp, now))
 		if err != nil {
 			return tokenSet{}, err
 		}

@@ -26,6 +26,8 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 		s.exchangeCode(w, r, c)
 	case "refresh_token":
 		s.refreshTokens(w, r, c)
+	case "client_credentials":
+		s.clientCredentials(w, r, c)
 	case "":
 		oauthError(w, http.StatusBadRequest, "invalid_request", "Missing required parameter: grant_type")
 	default:

@@ -171,6 +171,11 @@ func TestAudienceGetsJWTAccessToken(t *testing.T) {
 			t.Errorf("claims %v", claims)
 		}
 	})
+	t.Run("it follows RFC 9068: typ at+jwt and client_id", func(t *testing.T) {
+		if h, _, _ := jwtParts(t, at); h["typ"] != "at+jwt" || claims["client_id"] != appID || claims["iat"] == nil || claims["exp"] == nil {
+			t.Errorf("header %v claims %v", h, claims)
+		}
+	})
 	t.Run("it works at userinfo", func(t *testing.T) {
 		if status, info := e.userinfo(t, at); status != 200 || info["sub"] != "auth0|alice" {
 			t.Errorf("userinfo %d %v", status, info)
