@@ -23,7 +23,7 @@ type Actor struct {
 // with gty "client-credentials"; no ID token, no refresh token. The token is not good at
 // /userinfo: it names no user.
 func (s *Server) clientCredentials(w http.ResponseWriter, r *http.Request, c *Client) {
-	if c.Secret == "" {
+	if c.Secret == "" && len(c.PublicKeys) == 0 {
 		oauthError(w, http.StatusBadRequest, "unauthorized_client", "A public client cannot use client_credentials.")
 		return
 	}

@@ -7,6 +7,7 @@
 package devidp
 
 import (
+	"crypto"
 	"crypto/rand"
 	"crypto/rsa"
 	"fmt"
@@ -38,9 +39,13 @@ const (
 // Client is an application registered at the provider.
 type Client struct {
 	// ID and Secret are the client credentials, accepted as client_secret_basic or
-	// client_secret_post. An empty Secret makes a public client that authenticates with its
-	// client_id alone (use PKCE).
+	// client_secret_post. An empty Secret and no PublicKeys make a public client that
+	// authenticates with its client_id alone (use PKCE).
 	ID, Secret string
+	// PublicKeys let the client authenticate with private_key_jwt (RFC 7523): a client
+	// assertion signed RS256 by an *rsa.PublicKey's key or ES256 by a P-256
+	// *ecdsa.PublicKey's. With an empty Secret, private_key_jwt is its only method.
+	PublicKeys []crypto.PublicKey
 	// RedirectURIs are the allowed callback URLs, compared exactly. The first one is the
 	// callback of an impersonation request that names none, as in the Auth0 Dashboard.
 	RedirectURIs []string
@@ -126,6 +131,7 @@ type Server struct {
 	access     map[string]*accessEntry
 	refresh    map[string]*refreshEntry
 	usedLinks  map[string]time.Time    // link id → when it would have expired
+	usedJTIs   map[string]time.Time    // client id + jti of accepted client assertions → their exp
 	logins     map[string]*loginRecord // sid → the clients its session logged into
 	deliveries []BackchannelDelivery   // back-channel logout deliveries, oldest first
 	lastSweep  time.Time
@@ -164,6 +170,7 @@ func New(cfg Config) (*Server, error) {
 		refresh:   map[string]*refreshEntry{},
 		usedLinks: map[string]time.Time{},
 		logins:    map[string]*loginRecord{},
+		usedJTIs:  map[string]time.Time{},
 	}
 	if s.cfg.HTTPClient == nil {
 		s.cfg.HTTPClient = &http.Client{Timeout: backchannelTimeout}
@@ -185,6 +192,10 @@ func New(cfg Config) (*Server, error) {
 		}
 		c.RedirectURIs = slices.Clone(c.RedirectURIs)
 		c.PostLogoutRedirectURIs = slices.Clone(c.PostLogoutRedirectURIs)
+		c.PublicKeys = slices.Clone(c.PublicKeys)
+		if err := checkPublicKeys(&c); err != nil {
+			return nil, err
+		}
 		s.clients = append(s.clients, &c)
 	}
 	key := cfg.Key

@@ -20,6 +20,7 @@ type discoveryDoc struct {
 	SubjectTypesSupported             []string `json:"subject_types_supported"`
 	IDTokenSigningAlgValuesSupported  []string `json:"id_token_signing_alg_values_supported"`
 	TokenEndpointAuthMethodsSupported []string `json:"token_endpoint_auth_methods_supported"`
+	TokenEndpointAuthSigningAlgs      []string `json:"token_endpoint_auth_signing_alg_values_supported,omitempty"`
 	CodeChallengeMethodsSupported     []string `json:"code_challenge_methods_supported"`
 	ClaimsSupported                   []string `json:"claims_supported"`
 	RequestURIParameterSupported      bool     `json:"request_uri_parameter_supported"`
@@ -42,7 +43,8 @@ func (s *Server) handleDiscovery(w http.ResponseWriter, r *http.Request) {
 		GrantTypesSupported:               []string{"authorization_code", "implicit", "refresh_token", "client_credentials"},
 		SubjectTypesSupported:             []string{"public"},
 		IDTokenSigningAlgValuesSupported:  []string{"RS256"},
-		TokenEndpointAuthMethodsSupported: []string{"client_secret_basic", "client_secret_post"},
+		TokenEndpointAuthMethodsSupported: []string{"client_secret_basic", "client_secret_post", "private_key_jwt"},
+		TokenEndpointAuthSigningAlgs:      []string{"RS256", "ES256"},
 		CodeChallengeMethodsSupported:     []string{"S256", "plain"},
 		ClaimsSupported: []string{"aud", "auth_time", "azp", "email", "email_verified", "exp", "iat",
 			"iss", "name", "nickname", "nonce", "preferred_username", "sid", "sub", "updated_at",
@@ -56,9 +58,9 @@ func (s *Server) handleDiscovery(w http.ResponseWriter, r *http.Request) {
 	}
 	switch {
 	case m.has(TokenAuthPostOnly):
-		d.TokenEndpointAuthMethodsSupported = []string{"client_secret_post"}
+		d.TokenEndpointAuthMethodsSupported, d.TokenEndpointAuthSigningAlgs = []string{"client_secret_post"}, nil
 	case m.has(TokenAuthBasicOnly):
-		d.TokenEndpointAuthMethodsSupported = []string{"client_secret_basic"}
+		d.TokenEndpointAuthMethodsSupported, d.TokenEndpointAuthSigningAlgs = []string{"client_secret_basic"}, nil
 	}
 	if !s.cfg.DisableEndSession {
 		d.EndSessionEndpoint = iss + "oidc/logout"

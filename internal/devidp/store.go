@@ -78,6 +78,7 @@ func (s *Server) sweepLocked(now time.Time) {
 	sweep(s.access, now, func(v *accessEntry) time.Time { return v.expires })
 	sweep(s.refresh, now, func(v *refreshEntry) time.Time { return v.expires })
 	sweep(s.usedLinks, now, func(exp time.Time) time.Time { return exp })
+	sweep(s.usedJTIs, now, func(exp time.Time) time.Time { return exp })
 	sweep(s.logins, now, func(v *loginRecord) time.Time { return v.expires })
 }
 

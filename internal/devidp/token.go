@@ -4,7 +4,6 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"net/http"
-	"net/url"
 )
 
 func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
@@ -13,12 +12,12 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 		oauthError(w, http.StatusBadRequest, "invalid_request", "The request body could not be read.")
 		return
 	}
-	c, usedBasic := s.authenticateClient(r)
+	c, usedBasic, why := s.authenticateClient(r)
 	if c == nil {
 		if usedBasic {
 			w.Header().Set("WWW-Authenticate", `Basic realm="devidp"`)
 		}
-		oauthError(w, http.StatusUnauthorized, "invalid_client", "Client authentication failed.")
+		oauthError(w, http.StatusUnauthorized, "invalid_client", "Client authentication failed"+why+".")
 		return
 	}
 	switch gt := r.PostForm.Get("grant_type"); gt {
@@ -33,40 +32,6 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 	default:
 		oauthError(w, http.StatusBadRequest, "unsupported_grant_type", "Unsupported grant_type: "+gt)
 	}
-}
-
-// authenticateClient returns the client the request authenticates as (client_secret_basic,
-// client_secret_post, or client_id alone for a public client), or nil; usedBasic says
-// whether the request tried HTTP Basic. TokenAuthPostOnly and TokenAuthBasicOnly refuse the
-// other secret method.
-func (s *Server) authenticateClient(r *http.Request) (c *Client, usedBasic bool) {
-	m := s.misbehaviour()
-	id, secret, usedBasic := r.BasicAuth()
-	switch {
-	case usedBasic:
-		if m.has(TokenAuthPostOnly) {
-			return nil, true
-		}
-		// RFC 6749 §2.3.1: the credentials are form-encoded before Basic encoding.
-		if v, err := url.QueryUnescape(id); err == nil {
-			id = v
-		}
-		if v, err := url.QueryUnescape(secret); err == nil {
-			secret = v
-		}
-	case r.PostForm.Has("client_secret"):
-		if m.has(TokenAuthBasicOnly) {
-			return nil, false
-		}
-		id, secret = r.PostForm.Get("client_id"), r.PostForm.Get("client_secret")
-	default: // a public client names itself and has no secret
-		id = r.PostForm.Get("client_id")
-	}
-	c = s.client(id)
-	if c == nil || subtle.ConstantTimeCompare([]byte(secret), []byte(c.Secret)) != 1 {
-		return nil, usedBasic
-	}
-	return c, usedBasic
 }
 
 // exchangeCode answers the authorization_code grant. A code is good once, for its client,
