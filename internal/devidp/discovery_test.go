@@ -38,7 +38,8 @@ func TestDiscovery(t *testing.T) {
 		{"code_challenge_methods_supported", []any{"S256", "plain"}},
 		{"token_endpoint_auth_methods_supported", []any{"client_secret_basic", "client_secret_post", "private_key_jwt"}},
 		{"token_endpoint_auth_signing_alg_values_supported", []any{"RS256", "ES256"}},
-		{"grant_types_supported", []any{"authorization_code", "implicit", "refresh_token", "client_credentials"}},
+		{"grant_types_supported", []any{"authorization_code", "implicit", "refresh_token", "client_credentials",
+			"urn:ietf:params:oauth:grant-type:token-exchange"}},
 	} {
 		t.Run("it announces "+tc.field, func(t *testing.T) {
 			if !reflect.DeepEqual(d[tc.field], tc.want) {

@@ -27,6 +27,8 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 		s.refreshTokens(w, r, c)
 	case "client_credentials":
 		s.clientCredentials(w, r, c)
+	case grantTokenExchange:
+		s.tokenExchange(w, r, c)
 	case "":
 		oauthError(w, http.StatusBadRequest, "invalid_request", "Missing required parameter: grant_type")
 	default:
