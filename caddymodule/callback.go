@@ -1,26 +1,21 @@
 package caddymodule
 
 import (
-	"context"
 	"crypto/subtle"
 	"errors"
 	"fmt"
 	"mime"
 	"net/http"
 	"net/url"
-	"time"
 
-	"github.com/coreos/go-oidc/v3/oidc"
-	"github.com/relyingparty/caddy-oidc-auth/internal/session"
-	"go.uber.org/zap"
 	"golang.org/x/oauth2"
 )
 
 const (
 	// maxCallbackBody bounds a form-posted authorization response.
 	maxCallbackBody = 64 << 10
-	// maxIssuedAtSkew is how far in the future an ID token's iat may be (clock skew).
-	maxIssuedAtSkew = 2 * time.Minute
+	// maxParamLen bounds any single callback parameter we look at.
+	maxParamLen = 16 << 10
 )
 
 // The parameters an authorization response may carry; a GET callback with none of them is a
@@ -29,52 +24,51 @@ var responseParams = []string{"code", "state", "error", "id_token", "access_toke
 
 // serveCallback completes an authorization response: a code in the query or a form post,
 // tokens in a form post, or tokens in the URL fragment (via the relay page).
-func (h *Handler) serveCallback(w http.ResponseWriter, r *http.Request) {
+func (h *Handler) serveCallback(w http.ResponseWriter, r *http.Request) error {
 	if r.Method != http.MethodGet && r.Method != http.MethodPost {
-		h.writeError(w, r, errMethod)
-		return
+		return refuse(errMethod, "", "")
 	}
 	params, err := callbackParams(w, r)
 	if err != nil {
-		h.event(evLoginFailed, r, auditEntry{Reason: "malformed callback: " + err.Error()})
-		h.writeError(w, r, errBadCallback)
-		return
+		return loginFailed(errBadCallback, "malformed callback: "+err.Error())
 	}
 	if r.Method == http.MethodGet && !hasAny(params, responseParams) {
-		h.writePage(w, http.StatusOK, "relay.html", pageData{Title: "Completing sign-in", Action: h.callbackPath(), Retry: h.startURL("/")})
-		return
+		h.writePage(w, http.StatusOK, "relay.html", pageData{Title: "Completing sign-in", Action: h.callbackPath, Retry: h.retryURL})
+		return nil
 	}
 	state := params.Get("state")
-	info, ours := h.parseState(state)
+	info, ours := h.states.openLogin(state)
 	if code := params.Get("error"); code != "" {
-		// Anyone can send this site a crafted error, and its words would appear on the site's
-		// own page: the provider's description is shown only when it answers a login this very
-		// browser started (its attempt cookie), and the code only when it is a standard one.
-		own := false
-		if ours {
-			a, _ := h.takeAttempt(w, r, state, info)
-			own = a != nil
-		}
-		if !knownErrorCodes[code] {
-			code = "unknown_error"
-		}
-		h.event(evLoginFailed, r, auditEntry{Reason: "provider error: " + code})
-		e := errProviderRefused
-		if code == "access_denied" {
-			e = &pageError{http.StatusForbidden, e.Code, e.Title, e.Message, ""}
-		}
-		detail := code
-		if own {
-			detail += ": " + params.Get("error_description")
-		}
-		h.writeError(w, r, e.withDetail(detail))
-		return
+		return h.providerError(w, r, params, code, ours, info)
 	}
 	if ours {
-		h.completeSolicited(w, r, params, state, info)
-		return
+		return h.completeSolicited(w, r, params, info)
 	}
-	h.completeUnsolicited(w, r, params)
+	return h.completeUnsolicited(w, r, params)
+}
+
+// providerError refuses an error response. Anyone can send this site a crafted error, and its
+// words would appear on the site's own page: the provider's description is shown only when it
+// answers a login this very browser started (its attempt cookie), and the code only when it is
+// a standard one.
+func (h *Handler) providerError(w http.ResponseWriter, r *http.Request, params url.Values, code string, ours bool, info loginState) error {
+	own := false
+	if ours {
+		a, _ := h.takeAttempt(w, r, params.Get("state"), info)
+		own = a != nil
+	}
+	if !knownErrorCodes[code] {
+		code = "unknown_error"
+	}
+	page := errProviderRefused
+	if code == "access_denied" {
+		page = &pageError{http.StatusForbidden, page.Code, page.Title, page.Message, ""}
+	}
+	detail := code
+	if own {
+		detail += ": " + params.Get("error_description")
+	}
+	return loginFailed(page.withDetail(detail), "provider error: "+code)
 }
 
 // knownErrorCodes are the error codes of OAuth 2.0 and OpenID Connect authorization responses.
@@ -85,11 +79,6 @@ var knownErrorCodes = map[string]bool{
 	"account_selection_required": true, "consent_required": true, "invalid_request_uri": true,
 	"invalid_request_object": true, "request_not_supported": true, "request_uri_not_supported": true,
 	"registration_not_supported": true,
-}
-
-// callbackPath is the callback's path on this host.
-func (h *Handler) callbackPath() string {
-	return h.prefix + h.callbackName()
 }
 
 // callbackParams reads the response's parameters from the query (GET) or an urlencoded form
@@ -138,145 +127,66 @@ func hasAny(v url.Values, names []string) bool {
 }
 
 // completeSolicited finishes a login this module started: state and its attempt cookie, the
-// code exchange with the PKCE verifier, the ID token with its nonce.
-func (h *Handler) completeSolicited(w http.ResponseWriter, r *http.Request, params url.Values, state string, info stateInfo) {
+// code exchange with the PKCE verifier, the ID token with its nonce, then the policies.
+func (h *Handler) completeSolicited(w http.ResponseWriter, r *http.Request, params url.Values, info loginState) error {
 	now := h.now()
-	fail := func(e *pageError, reason string) {
-		h.event(evLoginFailed, r, auditEntry{Reason: reason})
-		h.writeError(w, r, e)
-	}
 	if now.Sub(info.issued) > attemptTTL {
 		h.jar.Clear(w, h.jar.AttemptPrefix()+info.id)
-		fail(errAttemptExpired, "attempt expired")
-		return
+		return loginFailed(errAttemptExpired, "attempt expired")
 	}
-	a, present := h.takeAttempt(w, r, state, info)
+	a, present := h.takeAttempt(w, r, params.Get("state"), info)
 	if !present {
-		fail(errAttemptMissing, "attempt cookie missing")
-		return
+		return loginFailed(errAttemptMissing, "attempt cookie missing")
 	}
 	if a == nil {
-		fail(errStateMismatch, "state does not match the attempt")
-		return
+		return loginFailed(errStateMismatch, "state does not match the attempt")
 	}
 	if iss := params.Get("iss"); iss != "" && iss != h.Issuer {
-		fail(errBadCallback, "iss parameter names another issuer")
-		return
+		return loginFailed(errBadCallback, "iss parameter names another issuer")
 	}
 	code := params.Get("code")
 	if code == "" {
 		// This login asked for a code; tokens in its place are an injection attempt.
-		fail(errBadCallback, "no code in a solicited response")
-		return
+		return loginFailed(errBadCallback, "no code in a solicited response")
 	}
-	if !h.admitCallback(w, r) {
-		return
+	if err := h.admitCallback(r); err != nil {
+		return err
 	}
-	d, err := h.provider.get()
+	v, err := h.verifier(r)
 	if err != nil {
-		fail(errUnreachable, "provider unreachable")
-		return
+		return err
 	}
-	ctx, cancel := context.WithTimeout(h.provider.clientContext(r.Context()), providerTimeout)
-	defer cancel()
-	tok, perr := h.exchange(ctx, d, r, code, oauth2.VerifierOption(a.Verifier))
-	if perr != nil {
-		fail(perr, "code exchange failed")
-		return
+	defer v.close()
+	tok, err := v.exchange(code, oauth2.VerifierOption(a.Verifier))
+	if err != nil {
+		return err
 	}
 	raw, _ := tok.Extra("id_token").(string)
 	if raw == "" {
-		fail(errBadCallback, "no ID token in the token response")
-		return
+		return loginFailed(errBadCallback, "no ID token in the token response")
 	}
-	idt, reason := h.verifyIDToken(ctx, d, raw, now)
-	if idt == nil {
-		fail(errBadCallback, reason)
-		return
+	idt, err := v.idToken(raw, now)
+	if err != nil {
+		return err
 	}
 	if subtle.ConstantTimeCompare([]byte(idt.Nonce), []byte(a.Nonce)) != 1 {
-		fail(errBadCallback, "nonce does not match")
-		return
+		return loginFailed(errBadCallback, "nonce does not match")
 	}
-	id, perr, reason := h.identify(ctx, d, idt, tok.AccessToken)
-	if perr != nil {
-		fail(perr, reason)
-		return
+	id, err := v.identify(idt, tok.AccessToken)
+	if err != nil {
+		return err
 	}
-	if id.Imp != nil && !h.admitImpersonation(w, r, id) {
-		return
+	if id.Imp != nil {
+		if err := h.admitImpersonation(r, id); err != nil {
+			return err
+		}
 	}
-	if ok, why := h.allow.Admit(ctx, id, requestVars(r)); !ok {
-		h.event(evLoginFailed, r, entryForIdentity(id).because(why))
-		h.writeError(w, r, errDenied)
-		return
+	if ok, why := h.allow.Admit(r.Context(), id, requestVars(r)); !ok {
+		return loginFailed(errDenied, why).about(entryForIdentity(id))
 	}
 	audience := ""
-	if id.Imp == nil && h.verifiesForAudience(ctx, d, tok.AccessToken) {
+	if id.Imp == nil && v.forAudience(tok.AccessToken) {
 		audience = h.Audience
 	}
-	s := h.newSession(id, tok, raw, audience, now)
-	h.issueSession(w, r, s, a.ReturnTo)
-}
-
-// exchange redeems the code; a refusal is the provider's answer (400), anything else means
-// the provider could not be reached (502).
-func (h *Handler) exchange(ctx context.Context, d *discovered, r *http.Request, code string, opts ...oauth2.AuthCodeOption) (*oauth2.Token, *pageError) {
-	tok, err := h.oauth2Config(d, r).Exchange(ctx, code, opts...)
-	if err == nil {
-		return tok, nil
-	}
-	var re *oauth2.RetrieveError
-	if errors.As(err, &re) && re.Response != nil && re.Response.StatusCode < 500 &&
-		re.Response.StatusCode != http.StatusTooManyRequests {
-		return nil, errProviderRefused.withDetail(re.ErrorCode)
-	}
-	h.logger.Warn("exchanging code", zap.Error(err))
-	return nil, errUnreachable
-}
-
-// verifyIDToken checks the signature, iss, aud, exp (go-oidc) and iat against clock skew.
-// The nonce is the caller's to check.
-func (h *Handler) verifyIDToken(ctx context.Context, d *discovered, raw string, now time.Time) (*oidc.IDToken, string) {
-	idt, err := d.idVerifier.Verify(ctx, raw)
-	if err != nil {
-		return nil, "ID token does not verify"
-	}
-	if idt.IssuedAt.After(now.Add(maxIssuedAtSkew)) {
-		return nil, "ID token issued in the future"
-	}
-	if idt.Subject == "" {
-		return nil, "ID token has no subject"
-	}
-	return idt, ""
-}
-
-// issueSession sets the session cookie, audits the login and sends the browser on.
-func (h *Handler) issueSession(w http.ResponseWriter, r *http.Request, s *session.Session, returnTo string) {
-	if s.Impersonated {
-		h.stashOwnSession(w, r, s)
-	}
-	if !h.writeSession(w, r, s) {
-		h.event(evLoginFailed, r, entryFor(s).because("session too large for cookies"))
-		h.writeError(w, r, errSessionTooLarge)
-		return
-	}
-	if s.Impersonated {
-		h.event(evImpersonationStarted, r, entryFor(s))
-	} else {
-		h.event(evLogin, r, entryFor(s))
-	}
-	h.sendOn(w, r, returnTo)
-}
-
-// sendOn redirects to a same-origin path. With SameSite=Strict the session cookie is not sent
-// on a redirect that ends a cross-site navigation, so the browser is sent on by a page instead.
-func (h *Handler) sendOn(w http.ResponseWriter, r *http.Request, path string) {
-	path = safeReturnTo(path, "/")
-	w.Header().Set("Cache-Control", "no-store")
-	if h.jar.SameSite == http.SameSiteStrictMode {
-		h.continueTo(w, path, "Signed in", "You are signed in.")
-		return
-	}
-	http.Redirect(w, r, path, http.StatusSeeOther)
+	return h.issueSession(w, r, h.newSession(id, tok, raw, audience, now), a.ReturnTo)
 }

@@ -211,7 +211,7 @@ func TestCallbackFailures(t *testing.T) {
 		}
 	})
 	t.Run("our state without its attempt cookie gets the could-not-complete page, not a loop", func(t *testing.T) {
-		state, _ := h.handler.mintState(h.clock.Now())
+		state, _ := h.handler.states.mintLogin(h.clock.Now())
 		res := h.browse("/oauth2/callback?code=abc&state=" + state)
 		if res.status != http.StatusBadRequest || !strings.Contains(res.body, "cookies may be blocked") ||
 			!strings.Contains(res.body, `href="/oauth2/start?rd=%2F"`) {
@@ -219,7 +219,7 @@ func TestCallbackFailures(t *testing.T) {
 		}
 	})
 	t.Run("an expired attempt is refused", func(t *testing.T) {
-		state, _ := h.handler.mintState(h.clock.Now().Add(-attemptTTL - time.Minute))
+		state, _ := h.handler.states.mintLogin(h.clock.Now().Add(-attemptTTL - time.Minute))
 		res := h.browse("/oauth2/callback?code=abc&state=" + state)
 		if res.status != http.StatusBadRequest || !strings.Contains(res.body, "expired") {
 			t.Errorf("%d %s", res.status, res.body)

@@ -7,6 +7,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
 	"github.com/relyingparty/caddy-oidc-auth/internal/session"
 )
 
@@ -17,19 +18,17 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 
 	if rest, ok := strings.CutPrefix(r.URL.Path, h.prefix); ok {
 		if serve := h.endpoint(rest); serve != nil {
-			serve(w, r)
-			return nil
+			return h.answer(w, r, serve(w, r))
 		}
 	}
 
 	s := h.currentSession(w, r)
 	if s == nil {
-		h.unauthenticated(w, r)
-		return nil
+		return h.answer(w, r, h.unauthenticated(w, r))
 	}
 	h.headers.set(r.Header, s)
 	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
-		h.placeholders(repl, s)
+		publishPlaceholders(repl, s)
 	}
 	if kept, changed := session.WithoutOwnCookies(r.Header["Cookie"], h.jar.Base); changed {
 		if kept == "" {
@@ -42,9 +41,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 }
 
 // endpoint returns the handler of the module endpoint at path (relative to the prefix).
-func (h *Handler) endpoint(path string) func(http.ResponseWriter, *http.Request) {
+func (h *Handler) endpoint(path string) func(http.ResponseWriter, *http.Request) error {
 	switch path {
-	case h.callbackName():
+	case h.callbackName:
 		return h.serveCallback
 	case "start":
 		return h.serveStart
@@ -68,35 +67,26 @@ func (h *Handler) endpoint(path string) func(http.ResponseWriter, *http.Request)
 	return nil
 }
 
-// callbackName is the last element of the redirect URI's path.
-func (h *Handler) callbackName() string {
-	p := h.RedirectURI
-	return p[strings.LastIndexByte(p, '/')+1:]
-}
-
 // unauthenticated sends a browser navigation to the provider and answers anything else 401.
-func (h *Handler) unauthenticated(w http.ResponseWriter, r *http.Request) {
+func (h *Handler) unauthenticated(w http.ResponseWriter, r *http.Request) error {
 	if h.unauthMode == redirectNavigations && isNavigation(r) {
-		h.startLogin(w, r, safeReturnTo(r.URL.RequestURI(), "/"))
-		return
+		return h.startLogin(w, r, safeReturnTo(r.URL.RequestURI(), "/"))
 	}
-	h.writeError(w, r, errUnauthenticated)
+	return refuse(errUnauthenticated, "", "")
 }
 
 // serveStart begins a login that returns to ?rd=.
-func (h *Handler) serveStart(w http.ResponseWriter, r *http.Request) {
+func (h *Handler) serveStart(w http.ResponseWriter, r *http.Request) error {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
-		h.writeError(w, r, errMethod)
-		return
+		return refuse(errMethod, "", "")
 	}
-	h.startLogin(w, r, safeReturnTo(r.URL.Query().Get("rd"), "/"))
+	return h.startLogin(w, r, safeReturnTo(r.URL.Query().Get("rd"), "/"))
 }
 
 // serveLogout clears the session and, when the provider offers it, ends the provider's too.
-func (h *Handler) serveLogout(w http.ResponseWriter, r *http.Request) {
+func (h *Handler) serveLogout(w http.ResponseWriter, r *http.Request) error {
 	if r.Method != http.MethodGet && r.Method != http.MethodPost {
-		h.writeError(w, r, errMethod)
-		return
+		return refuse(errMethod, "", "")
 	}
 	rd := safeReturnTo(r.URL.Query().Get("rd"), "/")
 	s := h.openSession(r)
@@ -109,12 +99,84 @@ func (h *Handler) serveLogout(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Cache-Control", "no-store")
 	if d, err := h.provider.get(); err == nil {
-		if u := h.logoutURL(d, h.absoluteURL(r, rd), idToken); u != "" {
+		if u := h.provider.logoutURL(d, h.absoluteURL(r, rd), idToken); u != "" {
 			http.Redirect(w, r, u, http.StatusFound)
-			return
+			return nil
 		}
 	}
 	http.Redirect(w, r, rd, http.StatusFound)
+	return nil
+}
+
+// userinfo is the JSON of the userinfo endpoint: a contract with the pages and scripts that
+// read it.
+type userinfo struct {
+	Sub               string            `json:"sub"`
+	Email             string            `json:"email"`
+	EmailVerified     bool              `json:"email_verified"`
+	Name              string            `json:"name"`
+	PreferredUsername string            `json:"preferred_username"`
+	Groups            []string          `json:"groups"`
+	Impersonated      bool              `json:"impersonated"`
+	Impersonator      *userinfoActor    `json:"impersonator,omitempty"`
+	SessionID         string            `json:"session_id"`
+	ExpiresAt         int64             `json:"expires_at"`
+	TokenAudience     string            `json:"token_audience"`
+	Claims            map[string]string `json:"claims,omitempty"`
+}
+
+type userinfoActor struct {
+	ID    string `json:"id"`
+	Email string `json:"email"`
+}
+
+// serveUserinfo answers the current identity as JSON, 401 without a session.
+func (h *Handler) serveUserinfo(w http.ResponseWriter, r *http.Request) error {
+	s := h.currentSession(w, r)
+	if s == nil {
+		writeJSON(w, http.StatusUnauthorized, errorBody{errUnauthenticated.Code, errUnauthenticated.Message})
+		return nil
+	}
+	info := userinfo{
+		Sub:               s.Subject,
+		Email:             s.Email,
+		EmailVerified:     s.EmailVerified,
+		Name:              s.Name,
+		PreferredUsername: s.PreferredUsername,
+		Groups:            s.Groups,
+		Impersonated:      s.Impersonated,
+		SessionID:         s.ID,
+		ExpiresAt:         s.Expires.Unix(),
+		TokenAudience:     tokenAudience(s),
+	}
+	if info.Groups == nil {
+		info.Groups = []string{}
+	}
+	if s.Impersonated {
+		info.Impersonator = &userinfoActor{ID: s.ImpersonatorID, Email: s.ImpersonatorEmail}
+	}
+	if len(s.Claims) > 0 {
+		info.Claims = make(map[string]string, len(s.Claims))
+		for _, kv := range s.Claims {
+			info.Claims[kv.Name] = kv.Value
+		}
+	}
+	writeJSON(w, http.StatusOK, info)
+	return nil
+}
+
+// startURL is the module's start endpoint returning to rd.
+func (h *Handler) startURL(rd string) string {
+	return h.prefix + "start?rd=" + url.QueryEscape(rd)
+}
+
+// redirectURL is the absolute redirect URI: as configured, or the configured path on the
+// request's scheme and host.
+func (h *Handler) redirectURL(r *http.Request) string {
+	if !strings.HasPrefix(h.RedirectURI, "/") {
+		return h.RedirectURI
+	}
+	return h.absoluteURL(r, h.RedirectURI)
 }
 
 // absoluteURL makes a same-origin path absolute: on the origin of an absolute redirect_uri
@@ -128,50 +190,4 @@ func (h *Handler) absoluteURL(r *http.Request, path string) string {
 		scheme = "http"
 	}
 	return scheme + "://" + r.Host + path
-}
-
-// serveUserinfo answers the current identity as JSON, 401 without a session.
-func (h *Handler) serveUserinfo(w http.ResponseWriter, r *http.Request) {
-	s := h.currentSession(w, r)
-	if s == nil {
-		writeJSON(w, http.StatusUnauthorized, map[string]string{"error": errUnauthenticated.Code, "message": errUnauthenticated.Message})
-		return
-	}
-	info := map[string]any{
-		"sub":                s.Subject,
-		"email":              s.Email,
-		"email_verified":     s.EmailVerified,
-		"name":               s.Name,
-		"preferred_username": s.PreferredUsername,
-		"groups":             nonNil(s.Groups),
-		"impersonated":       s.Impersonated,
-		"session_id":         s.ID,
-		"expires_at":         s.Expires.Unix(),
-		"token_audience":     tokenAudience(s),
-	}
-	if s.Impersonated {
-		info["impersonator"] = map[string]string{"id": s.ImpersonatorID, "email": s.ImpersonatorEmail}
-	}
-	if len(s.Claims) > 0 {
-		c := make(map[string]string, len(s.Claims))
-		for _, kv := range s.Claims {
-			c[kv.Name] = kv.Value
-		}
-		info["claims"] = c
-	}
-	writeJSON(w, http.StatusOK, info)
-}
-
-func tokenAudience(s *session.Session) string {
-	if s.TokenAudience == "" {
-		return "userinfo"
-	}
-	return s.TokenAudience
-}
-
-func nonNil(l []string) []string {
-	if l == nil {
-		return []string{}
-	}
-	return l
 }

@@ -70,19 +70,19 @@ func TestSameOriginComparesHostsOnly(t *testing.T) {
 
 func TestStatesMintedUnderAnOldSecretStillOpenAfterRotation(t *testing.T) {
 	old := stateHandler(unitSecretOld)
-	state, _ := old.mintState(unitNow)
+	state, _ := old.states.mintLogin(unitNow)
 	signed, _ := mintSignedState(old, unitNow, "auth0|admin")
 	rotated := stateHandler(unitSecretNew)
-	rotated.stateKeys = append(rotated.stateKeys, old.stateKeys...)
-	rotated.signedKeys = append(rotated.signedKeys, old.signedKeys...)
-	if _, ok := rotated.parseState(state); !ok {
+	rotated.states.login = append(rotated.states.login, old.states.login...)
+	rotated.states.signed = append(rotated.states.signed, old.states.signed...)
+	if _, ok := rotated.states.openLogin(state); !ok {
 		t.Error("a login state minted before the rotation is not recognised")
 	}
-	if _, ok := rotated.parseSignedState(signed); !ok {
+	if _, ok := rotated.states.openSigned(signed); !ok {
 		t.Error("a signed state minted before the rotation is not recognised")
 	}
-	fresh, _ := rotated.mintState(unitNow)
-	if _, ok := old.parseState(fresh); ok {
+	fresh, _ := rotated.states.mintLogin(unitNow)
+	if _, ok := old.states.openLogin(fresh); ok {
 		t.Error("the new secret did not mint the new state")
 	}
 }

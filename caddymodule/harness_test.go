@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	_ "github.com/caddyserver/caddy/v2/modules/caddyhttp/reverseproxy"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -130,14 +131,6 @@ func (h *harness) load(port string, hc map[string]any) {
 	t := h.t
 	core, logs := observer.New(zapcore.InfoLevel)
 	h.audit = logs
-	testHookProvisioned = func(p *Handler) {
-		p.now = h.clock.Now
-		if ms, ok := p.store.(*store.Memory); ok {
-			ms.SetClock(h.clock.Now)
-		}
-		p.audit = zap.New(core).Named("http.handlers.oidc_auth.audit")
-		h.handler = p
-	}
 	cfg := map[string]any{
 		"admin":   map[string]any{"disabled": true},
 		"logging": map[string]any{"logs": map[string]any{"default": map[string]any{"level": "ERROR"}}},
@@ -157,10 +150,47 @@ func (h *harness) load(port string, hc map[string]any) {
 	if err := caddy.Load(raw, true); err != nil {
 		t.Fatalf("loading Caddy config: %v", err)
 	}
-	t.Cleanup(func() {
-		testHookProvisioned = nil
-		_ = caddy.Stop()
-	})
+	t.Cleanup(func() { _ = caddy.Stop() })
+	// Before any request: the handlers take the test's clock and audit log.
+	for _, p := range provisionedHandlers(t) {
+		p.now = h.clock.Now
+		if ms, ok := p.store.(*store.Memory); ok {
+			ms.SetClock(h.clock.Now)
+		}
+		p.audit = zap.New(core).Named("http.handlers.oidc_auth.audit")
+		h.handler = p
+	}
+}
+
+// provisionedHandlers finds the oidc_auth handlers of the running configuration, in its
+// servers' routes and their subroutes.
+func provisionedHandlers(t *testing.T) []*Handler {
+	t.Helper()
+	app, err := caddy.ActiveContext().App("http")
+	if err != nil {
+		t.Fatalf("finding the http app: %v", err)
+	}
+	var found []*Handler
+	var walk func(caddyhttp.RouteList)
+	walk = func(routes caddyhttp.RouteList) {
+		for _, rt := range routes {
+			for _, mh := range rt.Handlers {
+				switch v := mh.(type) {
+				case *Handler:
+					found = append(found, v)
+				case *caddyhttp.Subroute:
+					walk(v.Routes)
+				}
+			}
+		}
+	}
+	for _, srv := range app.(*caddyhttp.App).Servers {
+		walk(srv.Routes)
+	}
+	if len(found) == 0 {
+		t.Fatal("the configuration has no oidc_auth handler")
+	}
+	return found
 }
 
 func freePort(t *testing.T) string {

@@ -229,7 +229,7 @@ func keptClaims(p headerPlan, extra []string) []string {
 
 // placeholders publishes the session as {http.auth.user.*}. Values are computed only when a
 // placeholder is read, so an unused one costs nothing.
-func (h *Handler) placeholders(repl *caddy.Replacer, s *session.Session) {
+func publishPlaceholders(repl *caddy.Replacer, s *session.Session) {
 	const prefix = "http.auth.user."
 	// Values go through headerSafe: a placeholder may well end up in a header (header_up).
 	repl.Map(func(key string) (any, bool) {
@@ -266,4 +266,13 @@ func (h *Handler) placeholders(repl *caddy.Replacer, s *session.Session) {
 		}
 		return nil, false
 	})
+}
+
+// tokenAudience is the audience the session's access token is good for: the configured one,
+// or "userinfo" for a token good only at the provider's /userinfo.
+func tokenAudience(s *session.Session) string {
+	if s.TokenAudience == "" {
+		return "userinfo"
+	}
+	return s.TokenAudience
 }

@@ -266,7 +266,7 @@ func TestPlaceholdersPublishTheSession(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			repl := caddy.NewReplacer()
-			(&Handler{}).placeholders(repl, tc.s)
+			publishPlaceholders(repl, tc.s)
 			for key, want := range tc.want {
 				v, ok := repl.Get(key)
 				if !ok {
@@ -307,7 +307,6 @@ func hotPathHandler(tb testing.TB) *Handler {
 		now:             func() time.Time { return unitNow },
 		logger:          zap.NewNop(),
 		audit:           zap.NewNop(),
-		stateLimit:      maxAttempts,
 		store:           store.NewMemory(nil),
 	}
 	h.headers = newHeaderPlan(h.Headers)

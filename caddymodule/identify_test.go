@@ -67,8 +67,15 @@ func (f *identifyFixture) idToken(t *testing.T, c map[string]any) *oidc.IDToken 
 	return idt
 }
 
+// verification is a verification against the fixture's provider, reading impersonation with m.
+func (f *identifyFixture) verification(m claims.Mapping) *verification {
+	return &verification{p: &provider{cfg: providerConfig{logger: zap.NewNop()}}, d: f.d, ctx: context.Background(),
+		close: func() {}, mapping: m, groupsClaim: "groups"}
+}
+
 func TestIdentifyKeepsSignedClaimsAndReadsImpersonationFromEitherSource(t *testing.T) {
-	h := &Handler{logger: zap.NewNop(), imp: &impersonationPolicy{mapping: claims.Mapping{Namespace: "https://example.com/"}}}
+	t.Parallel()
+	mapping := claims.Mapping{Namespace: "https://example.com/"}
 	cases := []struct {
 		name      string
 		idToken   map[string]any
@@ -104,10 +111,11 @@ func TestIdentifyKeepsSignedClaimsAndReadsImpersonationFromEitherSource(t *testi
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
 			f := newIdentifyFixture(t, http.StatusOK, tc.userinfo)
-			id, perr, reason := h.identify(context.Background(), f.d, f.idToken(t, tc.idToken), "token")
-			if perr != nil {
-				t.Fatalf("identify: %v (%s)", perr, reason)
+			id, err := f.verification(mapping).identify(f.idToken(t, tc.idToken), "token")
+			if err != nil {
+				t.Fatalf("identify: %v", err)
 			}
 			if id.Email != tc.email || id.EmailVerified != tc.verified {
 				t.Errorf("email %q verified %v, want %q %v", id.Email, id.EmailVerified, tc.email, tc.verified)
@@ -124,7 +132,7 @@ func TestIdentifyKeepsSignedClaimsAndReadsImpersonationFromEitherSource(t *testi
 }
 
 func TestIdentifyFailures(t *testing.T) {
-	h := &Handler{logger: zap.NewNop()}
+	t.Parallel()
 	for _, tc := range []struct {
 		name     string
 		status   int
@@ -136,10 +144,11 @@ func TestIdentifyFailures(t *testing.T) {
 		{"userinfo for another subject is refused (400)", http.StatusOK, map[string]any{"sub": "someone-else"}, errBadCallback},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
 			f := newIdentifyFixture(t, tc.status, tc.userinfo)
-			_, perr, _ := h.identify(context.Background(), f.d, f.idToken(t, map[string]any{"sub": "u1"}), "token")
-			if perr != tc.want {
-				t.Errorf("got %v, want %v", perr, tc.want)
+			_, err := f.verification(claims.Mapping{}).identify(f.idToken(t, map[string]any{"sub": "u1"}), "token")
+			if got := pageOf(err); got != tc.want {
+				t.Errorf("got %v, want %v", got, tc.want)
 			}
 		})
 	}

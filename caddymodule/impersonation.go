@@ -135,17 +135,38 @@ func newImpersonationPolicy(c *ImpersonationConfig) (*impersonationPolicy, error
 	return p, nil
 }
 
-// admitImpersonation applies the policy to an impersonated identity in a solicited login; on
-// refusal it has answered the request.
-func (h *Handler) admitImpersonation(w http.ResponseWriter, r *http.Request, id *claims.Identity) bool {
-	reason := "impersonation is not enabled"
-	if h.imp != nil {
-		var ok bool
-		if ok, reason = h.imp.Decide(r.Context(), id, requestVars(r)); ok {
-			return true
-		}
+// admitImpersonation applies the policy to an impersonated identity in a solicited login.
+func (h *Handler) admitImpersonation(r *http.Request, id *claims.Identity) error {
+	if h.imp == nil {
+		return impersonationDenied("impersonation is not enabled").about(entryForIdentity(id))
 	}
-	h.event(evImpersonationDenied, r, entryForIdentity(id).because(reason))
-	h.writeError(w, r, errImpersonationRefused)
-	return false
+	if ok, why := h.imp.Decide(r.Context(), id, requestVars(r)); !ok {
+		return impersonationDenied(why).about(entryForIdentity(id))
+	}
+	return nil
+}
+
+// serveMintState gives a signed-in, allowed impersonator a single-use state to paste into the
+// provider's impersonation form.
+func (h *Handler) serveMintState(w http.ResponseWriter, r *http.Request) error {
+	if r.Method != http.MethodGet {
+		return refuse(errMethod, "", "")
+	}
+	s := h.currentSession(w, r)
+	if s == nil {
+		return refuse(errUnauthenticated, "", "")
+	}
+	// s.Email is set only when verified.
+	if s.Impersonated || (h.imp.Restricted() && !h.imp.IsImpersonator(s.Subject, s.Email)) {
+		return refuse(errDenied, "", "")
+	}
+	now := h.now()
+	writeJSON(w, http.StatusOK, mintedState{State: h.states.mintSigned(now, s.Subject), ExpiresAt: now.Add(signedStateTTL).Unix()})
+	return nil
+}
+
+// mintedState is the answer of impersonation/state.
+type mintedState struct {
+	State     string `json:"state"`
+	ExpiresAt int64  `json:"expires_at"`
 }

@@ -4,7 +4,6 @@ import (
 	"hash/maphash"
 	"net"
 	"net/http"
-	"strconv"
 	"sync"
 	"time"
 )
@@ -92,16 +91,12 @@ func limitKey(ip string) string {
 	return parsed.Mask(net.CIDRMask(64, 128)).String() + "/64"
 }
 
-var errTooManyAttempts = &pageError{http.StatusTooManyRequests, "too_many_attempts", "Too many sign-in attempts",
-	"This browser sent too many sign-in responses in a short time. Wait a little and sign in again.", ""}
-
-// admitCallback spends a token of the request's client, or answers 429 and reports false.
-func (h *Handler) admitCallback(w http.ResponseWriter, r *http.Request) bool {
+// admitCallback spends a token of the request's client, or refuses with 429.
+func (h *Handler) admitCallback(r *http.Request) error {
 	if h.limiter.allow(limitKey(clientIP(r)), h.now()) {
-		return true
+		return nil
 	}
-	h.event(evLoginFailed, r, auditEntry{Reason: "too many callbacks from this client"})
-	w.Header().Set("Retry-After", strconv.Itoa(int(callbackRefill.Seconds())))
-	h.writeError(w, r, errTooManyAttempts)
-	return false
+	e := loginFailed(errTooManyAttempts, "too many callbacks from this client")
+	e.retryAfter = int(callbackRefill.Seconds())
+	return e
 }

@@ -1,9 +1,7 @@
 package caddymodule
 
 import (
-	"crypto/hkdf"
 	"crypto/rand"
-	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
 	"encoding/binary"
@@ -13,44 +11,15 @@ import (
 	"strings"
 	"time"
 
-	"github.com/relyingparty/caddy-oidc-auth/internal/session"
 	"golang.org/x/oauth2"
+
+	"github.com/relyingparty/caddy-oidc-auth/internal/session"
 )
 
-const (
-	// attemptTTL is how long a login attempt may take at the provider.
-	attemptTTL = 10 * time.Minute
-	// maxAttempts bounds the attempt cookies a browser carries; the oldest is dropped.
-	maxAttempts = 4
-	// maxParamLen bounds any single callback parameter we look at.
-	maxParamLen = 16 << 10
-)
+// maxAttempts bounds the attempt cookies a browser carries; the oldest is dropped.
+const maxAttempts = 4
 
-// A state the module mints is a MAC token (mactoken.go), so the callback can tell its own
-// states from foreign ones even when the attempt's cookie is gone. The attempt cookie is
-// named after the token's random part, so parallel tabs never clash.
-var stateLen = macTokenLen(0)
-
-type stateInfo struct {
-	issued time.Time
-	id     string // base64url of the random part: the attempt cookie's suffix
-}
-
-func (h *Handler) mintState(now time.Time) (string, stateInfo) {
-	state, random := mintMACToken(h.stateKeys[0], now, nil)
-	return state, stateInfo{issued: now.Truncate(time.Second), id: base64.RawURLEncoding.EncodeToString(random)}
-}
-
-// parseState reports whether state is one the module minted, and what it says.
-func (h *Handler) parseState(state string) (stateInfo, bool) {
-	issued, random, _, ok := openMACToken(h.stateKeys, state, 0)
-	if !ok {
-		return stateInfo{}, false
-	}
-	return stateInfo{issued: issued, id: base64.RawURLEncoding.EncodeToString(random)}, true
-}
-
-// attempt is one login in progress, sealed in its own cookie.
+// attempt is one login in progress, sealed in its own cookie named after its state.
 type attempt struct {
 	State    string
 	Nonce    string
@@ -77,14 +46,13 @@ func (a *attempt) unmarshal(b []byte) bool {
 }
 
 // startLogin redirects the browser to the provider for a login that returns to returnTo.
-func (h *Handler) startLogin(w http.ResponseWriter, r *http.Request, returnTo string) {
+func (h *Handler) startLogin(w http.ResponseWriter, r *http.Request, returnTo string) error {
 	d, err := h.provider.get()
 	if err != nil {
-		h.writeError(w, r, errUnreachable)
-		return
+		return refuse(errUnreachable, "", "").causedBy(err)
 	}
 	now := h.now()
-	state, info := h.mintState(now)
+	state, info := h.states.mintLogin(now)
 	a := attempt{
 		State:    state,
 		Nonce:    randomToken(16),
@@ -104,7 +72,8 @@ func (h *Handler) startLogin(w http.ResponseWriter, r *http.Request, returnTo st
 		opts = append(opts, oauth2.SetAuthURLParam("audience", h.Audience))
 	}
 	w.Header().Set("Cache-Control", "no-store")
-	http.Redirect(w, r, h.oauth2Config(d, r).AuthCodeURL(state, opts...), http.StatusFound)
+	http.Redirect(w, r, h.provider.oauth2Config(d, h.redirectURL(r)).AuthCodeURL(state, opts...), http.StatusFound)
+	return nil
 }
 
 // attemptSameSite: the provider sends the browser back with a cross-site navigation, which
@@ -134,15 +103,15 @@ func (h *Handler) dropOldAttempts(w http.ResponseWriter, r *http.Request, now ti
 		alive = append(alive, live{c[0], a.Issued})
 	}
 	slices.SortFunc(alive, func(a, b live) int { return a.issued.Compare(b.issued) })
-	for len(alive) >= h.stateLimit {
+	for len(alive) >= maxAttempts {
 		h.jar.Clear(w, alive[0].name)
 		alive = alive[1:]
 	}
 }
 
-// takeAttempt finds, opens and clears the attempt cookie for state. It reports whether the
-// cookie was there at all, so a missing cookie can be told from a bad one.
-func (h *Handler) takeAttempt(w http.ResponseWriter, r *http.Request, state string, info stateInfo) (*attempt, bool) {
+// takeAttempt finds, opens and clears the attempt cookie of a login state. It reports whether
+// the cookie was there at all, so a missing cookie can be told from a bad one.
+func (h *Handler) takeAttempt(w http.ResponseWriter, r *http.Request, state string, info loginState) (*attempt, bool) {
 	name := h.jar.AttemptPrefix() + info.id
 	v, ok := session.CookieValue(r, name)
 	if !ok {
@@ -190,13 +159,4 @@ func randomToken(n int) string {
 	b := make([]byte, n)
 	_, _ = rand.Read(b)
 	return base64.RawURLEncoding.EncodeToString(b)
-}
-
-// deriveKey derives a purpose-bound key from a session secret.
-func deriveKey(secret, purpose string) []byte {
-	k, err := hkdf.Key(sha256.New, []byte(secret), nil, purpose, 32)
-	if err != nil {
-		panic("hkdf with a 32-byte output cannot fail: " + err.Error())
-	}
-	return k
 }

@@ -82,16 +82,13 @@ func TestSafeReturnToKeepsPathsOnTheSite(t *testing.T) {
 
 // stateHandler is a handler with only what state minting needs.
 func stateHandler(secret string) *Handler {
-	return &Handler{
-		stateKeys:  [][]byte{deriveKey(secret, "caddy-oidc-auth state v1")},
-		signedKeys: [][]byte{deriveKey(secret, "caddy-oidc-auth impersonation state v1")},
-	}
+	return &Handler{states: newStateKeys([]string{secret})}
 }
 
 func TestAMintedStateParsesWithItsTimeAndID(t *testing.T) {
 	h := stateHandler(unitSecretNew)
 	at := unitNow.Add(750 * time.Millisecond)
-	state, info := h.mintState(at)
+	state, info := h.states.mintLogin(at)
 	if len(state) != stateLen {
 		t.Fatalf("state %q has length %d, want %d", state, len(state), stateLen)
 	}
@@ -101,21 +98,21 @@ func TestAMintedStateParsesWithItsTimeAndID(t *testing.T) {
 	if len(info.id) != 16 {
 		t.Errorf("id %q has length %d, want 16 (12 bytes base64url)", info.id, len(info.id))
 	}
-	got, ok := h.parseState(state)
+	got, ok := h.states.openLogin(state)
 	if !ok {
 		t.Fatalf("parseState refused its own state %q", state)
 	}
 	if !got.issued.Equal(unitNow) || got.id != info.id {
 		t.Errorf("parseState = %+v, want issued %v and id %q", got, unitNow, info.id)
 	}
-	if other, _ := h.mintState(at); other == state {
+	if other, _ := h.states.mintLogin(at); other == state {
 		t.Errorf("two states minted at once are equal: %q", state)
 	}
 }
 
 func TestAStateThatIsNotOursIsRefused(t *testing.T) {
 	h := stateHandler(unitSecretNew)
-	state, _ := h.mintState(unitNow)
+	state, _ := h.states.mintLogin(unitNow)
 	t.Run("every changed character makes a state not ours", func(t *testing.T) {
 		for i := 0; i < len(state); i++ {
 			for _, c := range []byte{'A', 'z', '-', '_', '0'} {
@@ -123,7 +120,7 @@ func TestAStateThatIsNotOursIsRefused(t *testing.T) {
 					continue
 				}
 				mutated := state[:i] + string(c) + state[i+1:]
-				if _, ok := h.parseState(mutated); ok {
+				if _, ok := h.states.openLogin(mutated); ok {
 					t.Fatalf("character %d set to %q: the state is still taken as ours", i, c)
 				}
 			}
@@ -146,7 +143,7 @@ func TestAStateThatIsNotOursIsRefused(t *testing.T) {
 		{"a signed impersonation state is not a login state", h, "i." + strings.Repeat("A", 59)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if info, ok := tc.h.parseState(tc.state); ok || info != (stateInfo{}) {
+			if info, ok := tc.h.states.openLogin(tc.state); ok || info != (loginState{}) {
 				t.Fatalf("parseState(%q) = (%+v, %v), want not ours", tc.state, info, ok)
 			}
 		})
@@ -156,7 +153,7 @@ func TestAStateThatIsNotOursIsRefused(t *testing.T) {
 // mintSignedState builds a signed impersonation state as serveMintState does, for minter.
 func mintSignedState(h *Handler, issued time.Time, minter string) (string, []byte) {
 	sum := sha256.Sum256([]byte(minter))
-	token, random := mintMACToken(h.signedKeys[0], issued, sum[:signedStateBound])
+	token, random := mintMACToken(h.states.signed[0], issued, sum[:signedStateBound])
 	return "i." + token, random
 }
 
@@ -165,14 +162,14 @@ func mintSignedState(h *Handler, issued time.Time, minter string) (string, []byt
 func TestASignedStateParsesOnlyInItsCanonicalSpelling(t *testing.T) {
 	h := stateHandler(unitSecretNew)
 	state, _ := mintSignedState(h, unitNow, "auth0|admin")
-	info, ok := h.parseSignedState(state)
+	info, ok := h.states.openSigned(state)
 	if !ok || !info.issued.Equal(unitNow) {
 		t.Fatalf("parseSignedState(%q) = (%+v, %v), want issued %v", state, info, ok, unitNow)
 	}
-	if !h.signedStateMatches(state, &claims.Impersonator{ID: "auth0|admin"}) {
+	if !h.states.signedBy(state, &claims.Impersonator{ID: "auth0|admin"}) {
 		t.Errorf("the state does not match the impersonator who minted it")
 	}
-	if h.signedStateMatches(state, &claims.Impersonator{ID: "auth0|other"}) {
+	if h.states.signedBy(state, &claims.Impersonator{ID: "auth0|other"}) {
 		t.Errorf("the state matches an impersonator who did not mint it")
 	}
 	last := state[len(state)-1]
@@ -190,13 +187,13 @@ func TestASignedStateParsesOnlyInItsCanonicalSpelling(t *testing.T) {
 		{"a state with a carriage return at the end is refused", state + "\r"},
 		{"a state with a flipped character is refused", state[:10] + string(alphabet[(strings.IndexByte(alphabet, state[10])+1)%64]) + state[11:]},
 		{"a state minted with another key is refused", func() string { s, _ := mintSignedState(stateHandler(unitSecretOld), unitNow, "auth0|admin"); return s }()},
-		{"a login state is not a signed state", func() string { s, _ := h.mintState(unitNow); return s }()},
+		{"a login state is not a signed state", func() string { s, _ := h.states.mintLogin(unitNow); return s }()},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if tc.state == state {
 				t.Fatalf("the variant equals the original")
 			}
-			if info, ok := h.parseSignedState(tc.state); ok {
+			if info, ok := h.states.openSigned(tc.state); ok {
 				t.Fatalf("parseSignedState(%q) = (%+v, true), want refused", tc.state, info)
 			}
 		})

@@ -4,10 +4,8 @@
 package caddymodule
 
 import (
-	"errors"
+	"encoding/json"
 	"fmt"
-	"net/http"
-	"net/url"
 	"strings"
 	"time"
 
@@ -66,26 +64,30 @@ type Handler struct {
 	// Further claims kept in the session for the {http.auth.user.claims.NAME} placeholders,
 	// besides those the headers name. Default: none.
 	SessionClaims []string `json:"session_claims,omitempty"`
+	// Where what several instances must share lives (the replay cache, one-time tokens, the
+	// one-refresh-at-a-time lock): a module of the http.handlers.oidc_auth.stores namespace,
+	// named by "backend". Default: memory (this process only, kept across config reloads).
+	StoreRaw json.RawMessage `json:"store,omitempty" caddy:"namespace=http.handlers.oidc_auth.stores inline_key=backend"`
 
-	sealer     *session.Sealer
-	jar        session.Jar
-	prefix     string // the endpoints' path prefix, e.g. /oauth2/
-	provider   *provider
-	allow      *policy.Allow
-	imp        *impersonationPolicy
-	headers    headerPlan
-	keep       []string // claims kept in the session
-	stateKeys  [][]byte // the first mints login states; all open them (secret rotation)
-	signedKeys [][]byte // the same for signed impersonation states
-	store      store.Store
-	limiter    *callbackLimiter
-	storeKey   string
-	logger     *zap.Logger
-	audit      *zap.Logger
-	now        func() time.Time
-	stateLimit int
-
-	unauthMode unauthenticatedMode
+	sealer       *session.Sealer
+	jar          session.Jar
+	states       stateKeys
+	prefix       string // the endpoints' path prefix, e.g. /oauth2/
+	callbackName string // the redirect URI's last path element, e.g. callback
+	callbackPath string // the callback's path on this host, e.g. /oauth2/callback
+	retryURL     string // where "sign in again" links go
+	unauthMode   unauthenticatedMode
+	provider     *provider
+	allow        *policy.Allow
+	imp          *impersonationPolicy
+	headers      headerPlan
+	keep         []string // claims kept in the session
+	store        store.Store
+	ownStore     *MemoryStore // the default store, when no store module is configured
+	limiter      *callbackLimiter
+	logger       *zap.Logger
+	audit        *zap.Logger
+	now          func() time.Time
 }
 
 // CookieConfig sets the session cookie's name and attributes.
@@ -109,10 +111,6 @@ func (Handler) CaddyModule() caddy.ModuleInfo {
 		New: func() caddy.Module { return new(Handler) },
 	}
 }
-
-// testHookProvisioned, when set by a test, sees every handler Caddy provisions, so end-to-end
-// tests can move the handler's clock.
-var testHookProvisioned func(*Handler)
 
 // Provision fills defaults, resolves placeholders such as {env.*} and builds what requests use.
 func (h *Handler) Provision(ctx caddy.Context) error {
@@ -156,7 +154,6 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if h.Headers == nil {
 		h.Headers = new(HeadersConfig)
 	}
-	h.stateLimit = maxAttempts
 	if err := h.validate(); err != nil {
 		return err
 	}
@@ -165,13 +162,14 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if h.sealer, err = session.NewSealer(h.SessionSecrets); err != nil {
 		return fmt.Errorf("oidc_auth session_secret: %w", err)
 	}
-	for _, secret := range h.SessionSecrets {
-		h.stateKeys = append(h.stateKeys, deriveKey(secret, "caddy-oidc-auth state v1"))
-		h.signedKeys = append(h.signedKeys, deriveKey(secret, "caddy-oidc-auth impersonation state v1"))
-	}
-	h.jar = session.NewJar(h.Cookie.Name, h.Cookie.Domain, !h.Cookie.Insecure, sameSites[h.Cookie.SameSite],
-		func() time.Time { return h.now() })
+	h.states = newStateKeys(h.SessionSecrets)
+	// The clock is read through h.now at every use, so tests can move it.
+	clock := func() time.Time { return h.now() }
+	h.jar = session.NewJar(h.Cookie.Name, h.Cookie.Domain, !h.Cookie.Insecure, sameSites[h.Cookie.SameSite], clock)
 	h.prefix = endpointPrefix(h.RedirectURI)
+	h.callbackName = h.RedirectURI[strings.LastIndexByte(h.RedirectURI, '/')+1:]
+	h.callbackPath = h.prefix + h.callbackName
+	h.retryURL = h.startURL("/")
 	if h.allow, err = h.Allow.compile(); err != nil {
 		return fmt.Errorf("oidc_auth allow: %w", err)
 	}
@@ -182,110 +180,23 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	h.headers = newHeaderPlan(h.Headers)
 	h.keep = keptClaims(h.headers, h.SessionClaims)
-	h.storeKey = h.Issuer + "\x00" + h.ClientID
-	if h.store, err = loadStore(h.storeKey); err != nil {
+	if err := h.provisionStore(ctx); err != nil {
 		return err
 	}
-	h.provider = newProvider(ctx, h)
+	h.provider = newProvider(ctx, providerConfig{issuer: h.Issuer, clientID: h.ClientID, clientSecret: h.ClientSecret,
+		audience: h.Audience, scopes: h.Scopes, now: clock, logger: h.logger})
 	h.limiter = newCallbackLimiter()
-	if testHookProvisioned != nil {
-		testHookProvisioned(h)
-	}
 	return nil
-}
-
-// validate checks what Provision filled in; it names the option, never a secret's value.
-func (h *Handler) validate() error {
-	if h.Issuer == "" {
-		return errors.New("oidc_auth: issuer is required")
-	}
-	if u, err := url.Parse(h.Issuer); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-		return fmt.Errorf("oidc_auth issuer %q: not an http(s) URL", h.Issuer)
-	}
-	if h.ClientID == "" {
-		return errors.New("oidc_auth: client_id is required")
-	}
-	if len(h.SessionSecrets) == 0 {
-		return errors.New("oidc_auth: session_secret is required")
-	}
-	for i, s := range h.SessionSecrets {
-		if len(s) < session.MinSecretLen {
-			return fmt.Errorf("oidc_auth session_secret #%d: %d bytes, at least %d are required", i+1, len(s), session.MinSecretLen)
-		}
-	}
-	if err := validateRedirectURI(h.RedirectURI); err != nil {
-		return err
-	}
-	switch ss, ok := sameSites[h.Cookie.SameSite]; {
-	case !ok:
-		return fmt.Errorf("oidc_auth cookie same_site %q: want lax, strict or none", h.Cookie.SameSite)
-	case ss == http.SameSiteNoneMode && h.Cookie.Insecure:
-		return errors.New("oidc_auth cookie: same_site none needs Secure cookies; remove insecure")
-	}
-	if h.Cookie.Name != strings.Map(cookieNameRune, h.Cookie.Name) {
-		return fmt.Errorf("oidc_auth cookie name %q: use letters, digits, '_' and '-' only", h.Cookie.Name)
-	}
-	var ok bool
-	if h.unauthMode, ok = unauthenticatedModes[h.Unauthenticated]; !ok {
-		return fmt.Errorf("oidc_auth unauthenticated %q: want redirect or deny", h.Unauthenticated)
-	}
-	if h.SessionLifetime < 0 || h.SessionIdle < 0 {
-		return errors.New("oidc_auth: session_lifetime and session_idle must not be negative")
-	}
-	return nil
-}
-
-// sameSites are the cookie same_site values; "" is the default, lax.
-var sameSites = map[string]http.SameSite{"": http.SameSiteLaxMode, "lax": http.SameSiteLaxMode,
-	"strict": http.SameSiteStrictMode, "none": http.SameSiteNoneMode}
-
-// unauthenticatedMode is what an unauthenticated request gets.
-type unauthenticatedMode uint8
-
-const (
-	redirectNavigations unauthenticatedMode = iota // browser navigations go to the provider; the rest get 401
-	denyAll                                        // everyone gets 401
-)
-
-var unauthenticatedModes = map[string]unauthenticatedMode{"redirect": redirectNavigations, "deny": denyAll}
-
-func cookieNameRune(r rune) rune {
-	if r == '_' || r == '-' || (r >= 'a' && r <= 'z') || (r >= 'A' && r <= 'Z') || (r >= '0' && r <= '9') {
-		return r
-	}
-	return -1
-}
-
-func validateRedirectURI(s string) error {
-	if strings.HasPrefix(s, "/") {
-		if strings.HasPrefix(s, "//") || strings.ContainsAny(s, "\\?#") {
-			return fmt.Errorf("oidc_auth redirect_uri %q: a path must be a plain absolute path", s)
-		}
-		return nil
-	}
-	u, err := url.Parse(s)
-	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || !strings.HasPrefix(u.Path, "/") {
-		return fmt.Errorf("oidc_auth redirect_uri %q: want a path starting with / or an absolute http(s) URL", s)
-	}
-	return nil
-}
-
-// endpointPrefix is the directory of the redirect URI's path: /oauth2/callback → /oauth2/.
-func endpointPrefix(redirectURI string) string {
-	p := redirectURI
-	if u, err := url.Parse(redirectURI); err == nil && u.Host != "" {
-		p = u.Path
-	}
-	return p[:strings.LastIndexByte(p, '/')+1]
 }
 
 // Validate is Caddy's check after Provision; everything was checked there already.
 func (h *Handler) Validate() error { return nil }
 
-// Cleanup releases the handler's share of the replay and one-time-token store.
+// Cleanup releases the handler's share of the default store; a configured store module is
+// cleaned up by Caddy.
 func (h *Handler) Cleanup() error {
-	if h.store != nil {
-		return releaseStore(h.storeKey)
+	if h.ownStore != nil {
+		return h.ownStore.Cleanup()
 	}
 	return nil
 }

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"html/template"
 	"net/http"
-	"net/url"
 	"strings"
 
 	"go.uber.org/zap"
@@ -64,7 +63,23 @@ var (
 		"You need to sign in to use this site.", ""}
 	errMethod = &pageError{http.StatusMethodNotAllowed, "method_not_allowed", "Not allowed",
 		"This address does not accept that kind of request.", ""}
+	errTooManyAttempts = &pageError{http.StatusTooManyRequests, "too_many_attempts", "Too many sign-in attempts",
+		"This browser sent too many sign-in responses in a short time. Wait a little and sign in again.", ""}
+	errConfirmation = &pageError{http.StatusBadRequest, "confirmation_failed", "Impersonation not confirmed",
+		"This confirmation is no longer valid: it was already used, it expired, or it came from elsewhere.", ""}
+	errForbiddenOrigin = &pageError{http.StatusForbidden, "cross_origin", "Not allowed",
+		"This request came from another site.", ""}
+	errStoreUnavailable = &pageError{http.StatusServiceUnavailable, "store_unavailable", "Sign-in is unavailable",
+		"This site cannot check sign-ins right now. Please try again in a moment.", ""}
+	errInternal = &pageError{http.StatusInternalServerError, "internal_error", "Something went wrong",
+		"This site could not complete the request.", ""}
 )
+
+// errorBody is the JSON answer of a refusal.
+type errorBody struct {
+	Error   string `json:"error"`
+	Message string `json:"message"`
+}
 
 type pageData struct {
 	Title, Message, Detail string
@@ -79,12 +94,12 @@ type pageData struct {
 // writeError answers with e: a small HTML page for browsers, JSON for everything else.
 func (h *Handler) writeError(w http.ResponseWriter, r *http.Request, e *pageError) {
 	if !wantsHTML(r) {
-		writeJSON(w, e.Status, map[string]string{"error": e.Code, "message": e.Message})
+		writeJSON(w, e.Status, errorBody{e.Code, e.Message})
 		return
 	}
 	d := pageData{Title: e.Title, Message: e.Message, Detail: e.Detail}
 	if e.Status != http.StatusMethodNotAllowed {
-		d.Retry = h.startURL("/")
+		d.Retry = h.retryURL
 	}
 	h.writePage(w, e.Status, "error.html", d)
 }
@@ -94,11 +109,6 @@ func (h *Handler) writeError(w http.ResponseWriter, r *http.Request, e *pageErro
 func (h *Handler) continueTo(w http.ResponseWriter, target, title, message string) {
 	w.Header().Set("Refresh", "0; url="+target)
 	h.writePage(w, http.StatusOK, "error.html", pageData{Title: title, Message: message, Next: target})
-}
-
-// startURL is the module's start endpoint returning to rd.
-func (h *Handler) startURL(rd string) string {
-	return h.prefix + "start?rd=" + url.QueryEscape(rd)
 }
 
 // writePage renders a page with headers that forbid framing, caching and any script or style

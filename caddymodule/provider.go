@@ -28,7 +28,7 @@ var errProviderUnreachable = errors.New("identity provider unreachable")
 // provider discovers the OpenID provider lazily: Caddy starts while it is down, and requests
 // that need it get a 502 page until it answers.
 type provider struct {
-	h      *Handler
+	cfg    providerConfig
 	ctx    context.Context // Caddy's long-lived context, carrying the HTTP client
 	client *http.Client
 
@@ -58,9 +58,18 @@ type discovered struct {
 	endSessionURL string
 }
 
-func newProvider(ctx context.Context, h *Handler) *provider {
+// providerConfig is what the provider needs of the module's configuration.
+type providerConfig struct {
+	issuer, clientID, clientSecret string
+	audience                       string // "" = access tokens are never checked for an audience
+	scopes                         []string
+	now                            func() time.Time
+	logger                         *zap.Logger
+}
+
+func newProvider(ctx context.Context, cfg providerConfig) *provider {
 	client := &http.Client{Timeout: providerTimeout}
-	return &provider{h: h, ctx: oidc.ClientContext(ctx, client), client: client}
+	return &provider{cfg: cfg, ctx: oidc.ClientContext(ctx, client), client: client}
 }
 
 // get returns the discovered provider, discovering it first when needed. Concurrent
@@ -74,7 +83,7 @@ func (p *provider) get() (*discovered, error) {
 		p.mu.Unlock()
 		return d, nil
 	}
-	if p.lastErr != nil && p.h.now().Sub(p.lastFail) < discoveryRetry {
+	if p.lastErr != nil && p.cfg.now().Sub(p.lastFail) < discoveryRetry {
 		err := p.lastErr
 		p.mu.Unlock()
 		return nil, err
@@ -97,8 +106,8 @@ func (p *provider) run(call *discovery) {
 	defer p.mu.Unlock()
 	if err != nil {
 		call.err = fmt.Errorf("%w: %v", errProviderUnreachable, err)
-		p.lastFail, p.lastErr = p.h.now(), call.err
-		p.h.logger.Warn("provider discovery failed", zap.Error(err))
+		p.lastFail, p.lastErr = p.cfg.now(), call.err
+		p.cfg.logger.Warn("provider discovery failed", zap.Error(err))
 	} else {
 		call.d = d
 		p.lastErr = nil
@@ -111,7 +120,7 @@ func (p *provider) run(call *discovery) {
 func (p *provider) discover() (*discovered, error) {
 	ctx, cancel := context.WithTimeout(p.ctx, providerTimeout)
 	defer cancel()
-	op, err := oidc.NewProvider(ctx, p.h.Issuer)
+	op, err := oidc.NewProvider(ctx, p.cfg.issuer)
 	if err != nil {
 		return nil, err
 	}
@@ -124,38 +133,29 @@ func (p *provider) discover() (*discovered, error) {
 	// The key set keeps the context it is made with: Caddy's long-lived one, never a request's.
 	d := &discovered{
 		p:             op,
-		issuer:        p.h.Issuer,
-		idVerifier:    op.VerifierContext(p.ctx, &oidc.Config{ClientID: p.h.ClientID, Now: p.h.now}),
+		issuer:        p.cfg.issuer,
+		idVerifier:    op.VerifierContext(p.ctx, &oidc.Config{ClientID: p.cfg.clientID, Now: p.cfg.now}),
 		endpoint:      op.Endpoint(),
 		userinfoURL:   op.UserInfoEndpoint(),
 		endSessionURL: meta.EndSession,
 	}
 	d.endpoint.AuthStyle = oauth2.AuthStyleInHeader
-	if p.h.Audience != "" {
-		d.atVerifier = op.VerifierContext(p.ctx, &oidc.Config{ClientID: p.h.Audience, Now: p.h.now})
+	if p.cfg.audience != "" {
+		d.atVerifier = op.VerifierContext(p.ctx, &oidc.Config{ClientID: p.cfg.audience, Now: p.cfg.now})
 	}
 	return d, nil
 }
 
-// oauth2Config is the client configuration for a request: the redirect URI may be a path on
-// the request's own host.
-func (h *Handler) oauth2Config(d *discovered, r *http.Request) *oauth2.Config {
+// oauth2Config is the client configuration with the redirect URI of a request (a configured
+// path is on the request's own host).
+func (p *provider) oauth2Config(d *discovered, redirectURL string) *oauth2.Config {
 	return &oauth2.Config{
-		ClientID:     h.ClientID,
-		ClientSecret: h.ClientSecret,
+		ClientID:     p.cfg.clientID,
+		ClientSecret: p.cfg.clientSecret,
 		Endpoint:     d.endpoint,
-		RedirectURL:  h.redirectURL(r),
-		Scopes:       h.Scopes,
+		RedirectURL:  redirectURL,
+		Scopes:       p.cfg.scopes,
 	}
-}
-
-// redirectURL is the absolute redirect URI: as configured, or the configured path on the
-// request's scheme and host.
-func (h *Handler) redirectURL(r *http.Request) string {
-	if !strings.HasPrefix(h.RedirectURI, "/") {
-		return h.RedirectURI
-	}
-	return h.absoluteURL(r, h.RedirectURI)
 }
 
 // clientContext is a request's context carrying the module's HTTP client for oauth2 and go-oidc.
@@ -165,14 +165,14 @@ func (p *provider) clientContext(ctx context.Context) context.Context {
 
 // logoutURL is where the browser goes to end its session at the provider too, or "" when the
 // provider offers no logout: the standard end_session_endpoint, else Auth0's /v2/logout.
-func (h *Handler) logoutURL(d *discovered, returnTo, idTokenHint string) string {
+func (p *provider) logoutURL(d *discovered, returnTo, idTokenHint string) string {
 	if d.endSessionURL != "" {
 		u, err := url.Parse(d.endSessionURL)
 		if err != nil {
 			return ""
 		}
 		q := u.Query()
-		q.Set("client_id", h.ClientID)
+		q.Set("client_id", p.cfg.clientID)
 		q.Set("post_logout_redirect_uri", returnTo)
 		if idTokenHint != "" {
 			q.Set("id_token_hint", idTokenHint)
@@ -181,7 +181,7 @@ func (h *Handler) logoutURL(d *discovered, returnTo, idTokenHint string) string 
 		return u.String()
 	}
 	if isAuth0(d.issuer) {
-		q := url.Values{"client_id": {h.ClientID}, "returnTo": {returnTo}}
+		q := url.Values{"client_id": {p.cfg.clientID}, "returnTo": {returnTo}}
 		return strings.TrimSuffix(d.issuer, "/") + "/v2/logout?" + q.Encode()
 	}
 	return ""

@@ -8,7 +8,7 @@ import (
 )
 
 func TestLogoutURL(t *testing.T) {
-	h := &Handler{ClientID: "app"}
+	h := &Handler{provider: &provider{cfg: providerConfig{clientID: "app"}}}
 	for _, tc := range []struct {
 		name       string
 		d          discovered
@@ -26,7 +26,7 @@ func TestLogoutURL(t *testing.T) {
 		{"a host that merely contains auth0.com is not Auth0", discovered{issuer: "https://auth0.com.evil.example/"}, "", "", nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got := h.logoutURL(&tc.d, "https://site/bye", tc.hint)
+			got := h.provider.logoutURL(&tc.d, "https://site/bye", tc.hint)
 			if tc.wantPrefix == "" {
 				if got != "" {
 					t.Fatalf("logoutURL = %q, want none", got)

@@ -37,8 +37,8 @@ func TestConcurrentRequestsShareOneDiscovery(t *testing.T) {
 		t.Run(name+" is made once for many waiting requests", func(t *testing.T) {
 			srv, hits, arrived, release := discoveryServer(t, fail)
 			now := time.Unix(1_800_000_000, 0)
-			h := &Handler{Issuer: srv.URL, ClientID: "app", logger: zap.NewNop(), now: func() time.Time { return now }}
-			p := newProvider(context.Background(), h)
+			p := newProvider(context.Background(), providerConfig{issuer: srv.URL, clientID: "app", logger: zap.NewNop(),
+				now: func() time.Time { return now }})
 			var wg sync.WaitGroup
 			errs := make(chan error, 8)
 			for range 8 {

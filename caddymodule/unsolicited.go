@@ -1,10 +1,7 @@
 package caddymodule
 
 import (
-	"context"
-	"crypto/sha256"
 	"crypto/subtle"
-	"encoding/hex"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -18,59 +15,45 @@ import (
 // browser: an IdP-initiated sign-in such as Auth0's "Sign in as User". It is trusted only with
 // an impersonation block, only for an impersonated identity, and only under its policy;
 // anything else is bounced into a fresh ordinary login.
-func (h *Handler) completeUnsolicited(w http.ResponseWriter, r *http.Request, params url.Values) {
+func (h *Handler) completeUnsolicited(w http.ResponseWriter, r *http.Request, params url.Values) error {
 	if h.imp == nil {
 		h.bounce(w, r, auditEntry{Reason: "unsolicited response and impersonation is not enabled"}, "/")
-		return
+		return nil
 	}
 	now := h.now()
-	deny := func(e auditEntry, reason string) {
-		h.event(evImpersonationDenied, r, e.because(reason))
-		h.writeError(w, r, errImpersonationRefused)
-	}
 	if iss := params.Get("iss"); iss != "" && iss != h.Issuer {
-		deny(auditEntry{}, "iss parameter names another issuer")
-		return
+		return impersonationDenied("iss parameter names another issuer")
 	}
 	if reason := h.checkUnsolicitedState(params.Get("state"), now); reason != "" {
-		deny(auditEntry{}, reason)
-		return
+		return impersonationDenied(reason)
 	}
-	if !h.admitCallback(w, r) {
-		return
+	if err := h.admitCallback(r); err != nil {
+		return err
 	}
-	d, err := h.provider.get()
+	v, err := h.verifier(r)
 	if err != nil {
-		h.event(evLoginFailed, r, auditEntry{Reason: "provider unreachable"})
-		h.writeError(w, r, errUnreachable)
-		return
+		return err
 	}
-	ctx, cancel := context.WithTimeout(h.provider.clientContext(r.Context()), providerTimeout)
-	defer cancel()
-
-	tok, perr, reason := h.unsolicitedTokens(ctx, d, r, params, now)
-	if perr != nil {
-		h.event(evImpersonationDenied, r, auditEntry{Reason: reason})
-		h.writeError(w, r, perr)
-		return
+	defer v.close()
+	tok, err := h.unsolicitedTokens(v, params, now)
+	if err != nil {
+		return err
 	}
 	// The ID token is what binds the response to this client (aud), says when it was made
 	// (freshness) and, for posted tokens, vouches for the access token (at_hash). Without one,
 	// an access token leaked from any application of the tenant would be enough.
 	raw, _ := tok.Extra("id_token").(string)
 	if raw == "" {
-		deny(auditEntry{}, "no ID token (the impersonation scope must include openid)")
-		return
+		return impersonationDenied("no ID token (the impersonation scope must include openid)")
 	}
-	idt, reason := h.verifyIDToken(ctx, d, raw, now)
-	if idt == nil {
-		deny(auditEntry{}, reason)
-		return
+	idt, err := v.idToken(raw, now)
+	if err != nil {
+		return asDenial(err, errImpersonationRefused, auditEntry{})
 	}
+	who := auditEntry{Subject: idt.Subject}
 	if idt.Nonce != "" {
 		// Nobody asked for this response, so it cannot carry a nonce of ours.
-		deny(auditEntry{Subject: idt.Subject}, "ID token carries a nonce")
-		return
+		return impersonationDenied("ID token carries a nonce").about(who)
 	}
 	// An ID token that names its access token (at_hash, which OpenID Connect requires beside
 	// tokens in a response) must name this one. Whether Auth0 sends it with impersonation
@@ -78,23 +61,20 @@ func (h *Handler) completeUnsolicited(w http.ResponseWriter, r *http.Request, pa
 	// and the userinfo sub check still bind the access token to this sign-in.
 	posted := params.Get("code") == ""
 	if posted && idt.AccessTokenHash != "" && idt.VerifyAccessToken(tok.AccessToken) != nil {
-		deny(auditEntry{Subject: idt.Subject}, "access token is not the one the ID token vouches for (at_hash)")
-		return
+		return impersonationDenied("access token is not the one the ID token vouches for (at_hash)").about(who)
 	}
-	if d.userinfoURL == "" || tok.AccessToken == "" {
-		deny(auditEntry{}, "no access token for userinfo")
-		return
+	if v.d.userinfoURL == "" || tok.AccessToken == "" {
+		return impersonationDenied("no access token for userinfo")
 	}
-	id, perr, reason := h.identify(ctx, d, idt, tok.AccessToken)
-	if perr != nil {
-		h.event(evImpersonationDenied, r, auditEntry{Subject: idt.Subject, Reason: reason})
-		h.writeError(w, r, perr)
-		return
+	id, err := v.identify(idt, tok.AccessToken)
+	if err != nil {
+		return asDenial(err, nil, who)
 	}
 	if id.Imp == nil {
 		h.bounce(w, r, entryForIdentity(id).because("unsolicited response for an identity that is not impersonated"), h.imp.landing)
-		return
+		return nil
 	}
+	target := entryForIdentity(id)
 	// A response is as old as its oldest evidence: a code exchanged late still yields a fresh
 	// iat, while auth_time says when the link was followed.
 	issued := idt.IssuedAt
@@ -102,85 +82,56 @@ func (h *Handler) completeUnsolicited(w http.ResponseWriter, r *http.Request, pa
 		issued = time.Unix(int64(at), 0)
 	}
 	if now.Sub(issued) > h.imp.maxAge {
-		deny(entryForIdentity(id), "response is stale")
-		return
+		return impersonationDenied("response is stale").about(target)
 	}
-	if h.imp.stateMode == stateSigned && !h.signedStateMatches(params.Get("state"), id.Imp) {
-		deny(entryForIdentity(id), "signed state was minted for another impersonator")
-		return
+	if h.imp.stateMode == stateSigned && !h.states.signedBy(params.Get("state"), id.Imp) {
+		return impersonationDenied("signed state was minted for another impersonator").about(target)
 	}
-	if ok, why := h.imp.Decide(ctx, id, requestVars(r)); !ok {
-		deny(entryForIdentity(id), why)
-		return
+	if ok, why := h.imp.Decide(r.Context(), id, requestVars(r)); !ok {
+		return impersonationDenied(why).about(target)
 	}
-	if ok, why := h.allow.Admit(ctx, id, requestVars(r)); !ok {
-		deny(entryForIdentity(id), "target not admitted: "+why)
-		return
+	if ok, why := h.allow.Admit(r.Context(), id, requestVars(r)); !ok {
+		return impersonationDenied("target not admitted: " + why).about(target)
 	}
 	// Only a response that passed everything takes room in the replay store, so garbage
 	// cannot fill it.
-	if why := h.claimOnce(ctx, params.Get("code"), raw, idt.Expiry, tok.AccessToken, params.Get("state")); why != "" {
-		deny(entryForIdentity(id), why)
-		return
+	if err := h.claimOnce(r.Context(), response{code: params.Get("code"), idToken: raw, idExpiry: idt.Expiry,
+		accessToken: tok.AccessToken, state: params.Get("state")}); err != nil {
+		return asDenial(err, nil, target)
 	}
 	s := h.newSession(id, tok, raw, "", now)
 	if h.imp.confirm {
-		h.askConfirmation(w, r, s)
-		return
+		return h.askConfirmation(w, r, s)
 	}
-	h.issueSession(w, r, s, h.imp.landing)
+	return h.issueSession(w, r, s, h.imp.landing)
 }
 
 // unsolicitedTokens redeems the code (client secret, no PKCE: nothing was challenged) or
 // takes the tokens posted to the callback.
-func (h *Handler) unsolicitedTokens(ctx context.Context, d *discovered, r *http.Request, params url.Values, now time.Time) (*oauth2.Token, *pageError, string) {
+func (h *Handler) unsolicitedTokens(v *verification, params url.Values, now time.Time) (*oauth2.Token, error) {
 	if code := params.Get("code"); code != "" {
-		tok, perr := h.exchange(ctx, d, r, code)
-		if perr == errUnreachable {
-			return nil, perr, "provider unreachable"
+		tok, err := v.exchange(code)
+		switch page := pageOf(err); {
+		case err == nil:
+			return tok, nil
+		case page == errUnreachable:
+			return nil, asDenial(loginFailed(errUnreachable, "provider unreachable"), nil, auditEntry{})
+		default:
+			return nil, impersonationDenied("code refused by the provider (replayed or expired): " + page.Detail)
 		}
-		if perr != nil {
-			return nil, errImpersonationRefused, "code refused by the provider (replayed or expired): " + perr.Detail
-		}
-		return tok, nil, ""
 	}
 	at, it := params.Get("access_token"), params.Get("id_token")
 	if at == "" && it == "" {
-		return nil, errBadCallback, "no code and no tokens"
+		return nil, refuse(errBadCallback, evImpersonationDenied, "no code and no tokens")
 	}
 	if tt := params.Get("token_type"); tt != "" && !strings.EqualFold(tt, "bearer") {
-		return nil, errBadCallback, "token type is not Bearer"
+		return nil, refuse(errBadCallback, evImpersonationDenied, "token type is not Bearer")
 	}
 	tok := &oauth2.Token{AccessToken: at, TokenType: "Bearer"}
 	if secs, err := strconv.Atoi(params.Get("expires_in")); err == nil && secs > 0 {
 		tok.Expiry = now.Add(time.Duration(secs) * time.Second)
 	}
-	return tok.WithExtra(map[string]any{"id_token": it}), nil, ""
-}
-
-// claimOnce records a verified response in the replay store: its code (the provider refuses
-// a second exchange too), its ID token, a posted access token, and a signed state. It returns
-// why the response was seen before, or "".
-func (h *Handler) claimOnce(ctx context.Context, code, idToken string, idExpiry time.Time, accessToken, state string) string {
-	if code != "" {
-		if ok, _ := h.store.Claim(ctx, "code\x00"+tokenHash(code), h.now().Add(attemptTTL)); !ok {
-			return "code replayed"
-		}
-	}
-	if ok, _ := h.store.Claim(ctx, "idtoken\x00"+tokenHash(idToken), idExpiry); !ok {
-		return "ID token replayed"
-	}
-	if code == "" {
-		if ok, _ := h.store.Claim(ctx, "accesstoken\x00"+tokenHash(accessToken), idExpiry); !ok {
-			return "access token replayed"
-		}
-	}
-	if h.imp.stateMode == stateSigned {
-		if ok, _ := h.store.Claim(ctx, "state\x00"+state, h.now().Add(signedStateTTL+maxIssuedAtSkew)); !ok {
-			return "signed state already used"
-		}
-	}
-	return ""
+	return tok.WithExtra(map[string]any{"id_token": it}), nil
 }
 
 // checkUnsolicitedState applies the state policy; it returns why the state fails, or "".
@@ -191,7 +142,7 @@ func (h *Handler) checkUnsolicitedState(state string, now time.Time) string {
 			return "state does not match the fixed value"
 		}
 	case stateSigned:
-		info, ok := h.parseSignedState(state)
+		info, ok := h.states.openSigned(state)
 		if !ok {
 			return "state is not a signed impersonation state"
 		}
@@ -213,11 +164,5 @@ func (h *Handler) bounce(w http.ResponseWriter, r *http.Request, e auditEntry, l
 		h.continueTo(w, h.startURL(landing), "Signing in", "Continuing to sign-in…")
 		return
 	}
-	h.startLogin(w, r, landing)
-}
-
-// tokenHash names a token in the replay store without storing the token.
-func tokenHash(t string) string {
-	sum := sha256.Sum256([]byte(t))
-	return hex.EncodeToString(sum[:16])
+	_ = h.answer(w, r, h.startLogin(w, r, landing))
 }

@@ -3,7 +3,6 @@ package session
 import (
 	"crypto/aes"
 	"crypto/cipher"
-	"crypto/hkdf"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
@@ -67,10 +66,7 @@ func NewSealer(secrets []string) (*Sealer, error) {
 		if len(secret) < MinSecretLen {
 			return nil, fmt.Errorf("session secret #%d is %d bytes; at least %d are required", i+1, len(secret), MinSecretLen)
 		}
-		key, err := hkdf.Key(sha256.New, []byte(secret), nil, "caddy-oidc-auth seal v1", 32)
-		if err != nil {
-			return nil, fmt.Errorf("deriving key: %w", err)
-		}
+		key := DeriveKey(secret, "caddy-oidc-auth seal v1")
 		block, err := aes.NewCipher(key)
 		if err != nil {
 			return nil, err

@@ -1,0 +1,106 @@
+package caddymodule
+
+import (
+	"net/http"
+	"time"
+
+	"golang.org/x/oauth2"
+
+	"github.com/relyingparty/caddy-oidc-auth/internal/claims"
+	"github.com/relyingparty/caddy-oidc-auth/internal/session"
+)
+
+// newSession builds the session for a verified identity. It keeps only what later requests
+// need: the access token only when it may be forwarded, the refresh token only with refresh on.
+func (h *Handler) newSession(id *claims.Identity, tok *oauth2.Token, rawIDToken, audience string, now time.Time) *session.Session {
+	s := &session.Session{
+		ID:                randomToken(16),
+		Subject:           id.Subject,
+		EmailVerified:     id.EmailVerified,
+		Name:              id.Name,
+		PreferredUsername: id.Username,
+		Groups:            id.Groups,
+		TokenAudience:     audience,
+		TokenExpiry:       tok.Expiry,
+		Created:           now,
+		LastSeen:          now,
+		Expires:           now.Add(time.Duration(h.SessionLifetime)),
+	}
+	if id.EmailVerified {
+		// An unverified address is anyone's to type: it is never passed on as identity.
+		s.Email = id.Email
+	}
+	for _, name := range h.keep {
+		if v, ok := id.Claims.Lookup(name); ok {
+			s.Claims = append(s.Claims, session.Claim{Name: name, Value: claims.Render(v)})
+		}
+	}
+	if audience != "" && h.headers.accessToken != "" {
+		s.AccessToken = tok.AccessToken
+		if !h.Refresh && !tok.Expiry.IsZero() && tok.Expiry.Before(s.Expires) {
+			s.Expires = tok.Expiry
+		}
+	}
+	if h.headers.idToken != "" {
+		s.IDToken = rawIDToken
+	}
+	if h.Refresh && id.Imp == nil {
+		s.RefreshToken = tok.RefreshToken
+	}
+	if id.Imp != nil {
+		s.Impersonated = true
+		s.ImpersonatorID, s.ImpersonatorEmail = id.Imp.ID, id.Imp.Email
+		s.Expires = now.Add(h.imp.lifetime)
+		if !tok.Expiry.IsZero() && tok.Expiry.Before(s.Expires) {
+			s.Expires = tok.Expiry
+		}
+	}
+	return s
+}
+
+// issueSession sets the session cookie, audits the login and sends the browser on.
+func (h *Handler) issueSession(w http.ResponseWriter, r *http.Request, s *session.Session, returnTo string) error {
+	if s.Impersonated {
+		h.stashOwnSession(w, r, s)
+	}
+	if !h.writeSession(w, r, s) {
+		return loginFailed(errSessionTooLarge, "session too large for cookies").about(entryFor(s))
+	}
+	if s.Impersonated {
+		h.event(evImpersonationStarted, r, entryFor(s))
+	} else {
+		h.event(evLogin, r, entryFor(s))
+	}
+	h.sendOn(w, r, returnTo)
+	return nil
+}
+
+// writeSession seals s into the session cookie(s), valid until s.Expires. It reports false,
+// writing nothing, when the session is too large for the cookies a browser keeps.
+func (h *Handler) writeSession(w http.ResponseWriter, r *http.Request, s *session.Session) bool {
+	return h.jar.SetChunked(w, r, h.jar.Base, h.sealer.Seal(session.PurposeSession, s.Marshal(), s.Expires), s.Expires)
+}
+
+// sendOn redirects to a same-origin path. With SameSite=Strict the session cookie is not sent
+// on a redirect that ends a cross-site navigation, so the browser is sent on by a page instead.
+func (h *Handler) sendOn(w http.ResponseWriter, r *http.Request, path string) {
+	path = safeReturnTo(path, "/")
+	w.Header().Set("Cache-Control", "no-store")
+	if h.jar.SameSite == http.SameSiteStrictMode {
+		h.continueTo(w, path, "Signed in", "You are signed in.")
+		return
+	}
+	http.Redirect(w, r, path, http.StatusSeeOther)
+}
+
+// requestVars is what policy expressions see of the request.
+func requestVars(r *http.Request) map[string]any {
+	return map[string]any{"host": r.Host, "method": r.Method, "path": r.URL.Path, "remote_ip": clientIP(r)}
+}
+
+func (h *Handler) groupsClaim() string {
+	if h.Allow != nil && h.Allow.GroupsClaim != "" {
+		return h.Allow.GroupsClaim
+	}
+	return "groups"
+}
