@@ -107,4 +107,3 @@ func (sh *memoryShard) release(key string) {
 
 // ErrFull: the store holds as many live entries as it may.
 var ErrFull = errors.New("replay store is full")
-
