@@ -5,28 +5,28 @@ import (
 	"slices"
 )
 
-// User is an account of the provider.
+// User is an account of the provider. The JSON names are those of cmd/devidp's -users file.
 type User struct {
 	// Key is the short handle used in forms, tests and button ids: "alice". Letters, digits,
 	// '-' and '_' only.
-	Key string
+	Key string `json:"key"`
 	// ID is the subject (sub), Auth0-style: "auth0|alice".
-	ID string
+	ID string `json:"id"`
 	// Email and EmailVerified are sent with the email scope.
-	Email         string
-	EmailVerified bool
+	Email         string `json:"email,omitempty"`
+	EmailVerified bool   `json:"email_verified,omitempty"`
 	// Name is sent with the profile scope.
-	Name string
+	Name string `json:"name,omitempty"`
 	// Nickname is Auth0's nickname, also sent as preferred_username (profile scope), and the
 	// Keycloak-style impersonator username. Empty falls back to Key there.
-	Nickname string
+	Nickname string `json:"nickname,omitempty"`
 	// Groups is sent as `groups` when non-empty: the provider's stand-in for an Auth0 Rule
 	// adding groups.
-	Groups []string
+	Groups []string `json:"groups,omitempty"`
 	// Roles is sent as `roles` when non-empty.
-	Roles []string
+	Roles []string `json:"roles,omitempty"`
 	// Admin lets the user open the admin page and impersonate from it.
-	Admin bool
+	Admin bool `json:"admin,omitempty"`
 }
 
 // DemoUsers returns the demo accounts, all with verified emails: alice and bob (staff),
