@@ -2,6 +2,7 @@ package caddymodule
 
 import (
 	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
@@ -63,6 +64,8 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		case "headers":
 			h.Headers = new(HeadersConfig)
 			err = h.Headers.unmarshal(d)
+		case "store":
+			err = h.unmarshalStore(d)
 		default:
 			return d.Errf("unrecognized oidc_auth option %q", opt)
 		}
@@ -70,6 +73,20 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			return err
 		}
 	}
+	return nil
+}
+
+// unmarshalStore reads `store BACKEND [{ options }]`: the backend's module parses the rest.
+func (h *Handler) unmarshalStore(d *caddyfile.Dispenser) error {
+	if !d.NextArg() {
+		return d.Err("store takes a backend name, e.g. memory")
+	}
+	name := d.Val()
+	mod, err := caddyfile.UnmarshalModule(d, "http.handlers.oidc_auth.stores."+name)
+	if err != nil {
+		return err
+	}
+	h.StoreRaw = caddyconfig.JSONModuleObject(mod, "backend", name, nil)
 	return nil
 }
 

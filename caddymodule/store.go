@@ -24,7 +24,7 @@ type storeBackend interface {
 func (h *Handler) provisionStore(ctx caddy.Context) error {
 	key := h.Issuer + "\x00" + h.ClientID
 	var backend storeBackend
-	if h.StoreRaw != nil {
+	if len(h.StoreRaw) > 0 {
 		mod, err := ctx.LoadModule(h, "StoreRaw")
 		if err != nil {
 			return fmt.Errorf("oidc_auth store: %w", err)
