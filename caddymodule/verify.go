@@ -129,15 +129,7 @@ func (v *verification) identify(idt *oidc.IDToken, accessToken string) (*claims.
 			}
 		}
 	}
-	id := &claims.Identity{
-		Claims:        c,
-		Subject:       c.Str("sub"),
-		Email:         c.Str("email"),
-		EmailVerified: c.Bool("email_verified"),
-		Name:          c.Str("name"),
-		Username:      c.Str("preferred_username"),
-		Groups:        c.Strings(v.groupsClaim),
-	}
+	id := claims.NewIdentity(c, v.groupsClaim)
 	if id.Subject == "" {
 		return nil, loginFailed(errBadCallback, "identity has no subject")
 	}

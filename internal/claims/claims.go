@@ -125,6 +125,20 @@ type Identity struct {
 	Imp           *Impersonator // nil unless the identity is impersonated
 }
 
+// NewIdentity reads the standard fields of a claim set, the groups from groupsClaim. It is
+// not impersonated: the caller sets Imp from a Mapping.
+func NewIdentity(c Set, groupsClaim string) *Identity {
+	return &Identity{
+		Claims:        c,
+		Subject:       c.Str("sub"),
+		Email:         c.Str("email"),
+		EmailVerified: c.Bool("email_verified"),
+		Name:          c.Str("name"),
+		Username:      c.Str("preferred_username"),
+		Groups:        c.Strings(groupsClaim),
+	}
+}
+
 // Impersonator is who acted as the user, as the provider said.
 type Impersonator struct {
 	ID       string

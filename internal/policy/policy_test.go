@@ -18,15 +18,7 @@ func newTestAllow(r *AllowRules) (*Allow, error) {
 
 // person is an identity as identify builds it from claims.
 func person(c claims.Set) *claims.Identity {
-	return &claims.Identity{
-		Claims:        c,
-		Subject:       c.Str("sub"),
-		Email:         c.Str("email"),
-		EmailVerified: c.Bool("email_verified"),
-		Name:          c.Str("name"),
-		Username:      c.Str("preferred_username"),
-		Groups:        c.Strings("groups"),
-	}
+	return claims.NewIdentity(c, "groups")
 }
 
 var unitRequest = map[string]any{"host": "app.example.com", "method": "GET", "path": "/oauth2/callback", "remote_ip": "203.0.113.9"}
