@@ -85,14 +85,13 @@ func newZitadelHarness(t *testing.T) (h *harness, opURL string) {
 	t.Cleanup(opSrv.Close)
 
 	h.upstream = newEchoUpstream(t)
-	h.load(port, map[string]any{
-		"handler":         "oidc_auth",
-		"issuer":          issuer,
-		"client_id":       zitadelClientID,
-		"client_secret":   zitadelClientSecret,
-		"session_secrets": []string{testSecret},
-		"cookie":          map[string]any{"insecure": true},
-	})
+	h.load(port, handlerJSON(t, "oidc_auth", &Handler{
+		Issuer:         issuer,
+		ClientID:       zitadelClientID,
+		ClientSecret:   zitadelClientSecret,
+		SessionSecrets: []string{testSecret},
+		Cookie:         &CookieConfig{Insecure: true},
+	}))
 	jar, _ := cookiejar.New(nil)
 	h.client = &http.Client{Jar: jar, Timeout: 20 * time.Second}
 	return h, opURL

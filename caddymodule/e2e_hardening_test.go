@@ -28,7 +28,7 @@ func (h *harness) impFragment(user, impersonator string) url.Values {
 
 func TestUnsolicitedPostedTokensMustBeOneSignInsOwn(t *testing.T) {
 	t.Run("an access token alone, without an ID token, is refused", func(t *testing.T) {
-		h := newHarness(t, withImpersonation(map[string]any{"confirm": false}), nil)
+		h := newHarness(t, withImpersonation(&ImpersonationConfig{Confirm: boolPtr(false)}), nil)
 		f := h.impFragment("alice", "admin")
 		res := h.postForm("/oauth2/callback", url.Values{"access_token": {f.Get("access_token")}, "token_type": {"Bearer"}})
 		if res.status != http.StatusForbidden {
@@ -38,7 +38,7 @@ func TestUnsolicitedPostedTokensMustBeOneSignInsOwn(t *testing.T) {
 		h.impNoSession()
 	})
 	t.Run("an ID token with another sign-in's access token is refused (at_hash)", func(t *testing.T) {
-		h := newHarness(t, withImpersonation(map[string]any{"confirm": false}), nil)
+		h := newHarness(t, withImpersonation(&ImpersonationConfig{Confirm: boolPtr(false)}), nil)
 		first, second := h.impFragment("alice", "admin"), h.impFragment("alice", "admin")
 		res := h.postForm("/oauth2/callback", url.Values{
 			"id_token": {first.Get("id_token")}, "access_token": {second.Get("access_token")}, "token_type": {"Bearer"},
@@ -100,7 +100,7 @@ func TestAnUnverifiedEmailIsNeverPassedOnAsIdentity(t *testing.T) {
 }
 
 func TestEndingAnImpersonationRestoresOnlyTheImpersonatorsOwnSession(t *testing.T) {
-	h := newHarness(t, withImpersonation(map[string]any{"confirm": false}), nil)
+	h := newHarness(t, withImpersonation(&ImpersonationConfig{Confirm: boolPtr(false)}), nil)
 	h.login("bob")
 	// A stash cookie holding bob's session, as a cookie planted from a sibling host could be.
 	bob := h.impSession()
@@ -119,7 +119,7 @@ func TestEndingAnImpersonationRestoresOnlyTheImpersonatorsOwnSession(t *testing.
 }
 
 func TestARenewedSessionCookieIsMarkedPrivate(t *testing.T) {
-	h := newHarness(t, func(c map[string]any) { c["session_idle"] = "10m" }, nil)
+	h := newHarness(t, func(c *Handler) { c.SessionIdle = durationOf(10 * time.Minute) }, nil)
 	h.login("alice")
 	h.clock.Advance(5 * time.Minute)
 	res := h.api(http.MethodGet, "/")

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"html"
 	"io"
-	"maps"
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
@@ -17,6 +16,9 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp/headers"
 
 	"github.com/relyingparty/caddy-oidc-auth/internal/devidp"
 	"github.com/relyingparty/caddy-oidc-auth/internal/session"
@@ -279,8 +281,8 @@ var aliceAsAdminEvent = map[string]string{
 }
 
 // withImpersonation configures an impersonation block.
-func withImpersonation(imp map[string]any) func(map[string]any) {
-	return func(c map[string]any) { c["impersonation"] = imp }
+func withImpersonation(imp *ImpersonationConfig) func(*Handler) {
+	return func(c *Handler) { c.Impersonation = imp }
 }
 
 func TestImpersonationLinkResponseTypesAndModes(t *testing.T) {
@@ -301,7 +303,7 @@ func TestImpersonationLinkResponseTypesAndModes(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name+" signs in as the user after confirmation", func(t *testing.T) {
-			h := newHarness(t, withImpersonation(map[string]any{}), nil)
+			h := newHarness(t, withImpersonation(&ImpersonationConfig{}), nil)
 			page := c.deliver(h, h.impLink("alice", "admin", c.params))
 			h.impNoEvent(evImpersonationStarted) // not before the confirmation
 			e := h.impConfirm(page)
@@ -322,7 +324,7 @@ func TestImpersonationLinkResponseTypesAndModes(t *testing.T) {
 
 func TestImpersonationConfirmation(t *testing.T) {
 	t.Run("the page names the target and the impersonator, escaped, and cannot be framed", func(t *testing.T) {
-		h := newHarness(t, withImpersonation(map[string]any{}), func(c *devidp.Config) {
+		h := newHarness(t, withImpersonation(&ImpersonationConfig{}), func(c *devidp.Config) {
 			c.Users = append(devidp.DemoUsers(),
 				devidp.User{Key: "eve", ID: "auth0|eve", Email: `eve<b>bold</b>@example.com`, EmailVerified: true, Nickname: "eve"},
 				devidp.User{Key: "root", ID: "auth0|root", Email: `root"&<script>alert(1)</script>@example.com`, EmailVerified: true, Admin: true})
@@ -361,7 +363,7 @@ func TestImpersonationConfirmation(t *testing.T) {
 	})
 
 	t.Run("a POST without the token is refused", func(t *testing.T) {
-		h := newHarness(t, withImpersonation(map[string]any{}), nil)
+		h := newHarness(t, withImpersonation(&ImpersonationConfig{}), nil)
 		impConfirmToken(t, h.browse(h.impLink("alice", "admin", impParams{})))
 		res := h.postForm("/oauth2/confirm", url.Values{"decision": {"continue"}}, "Origin", h.siteURL)
 		if res.status != http.StatusBadRequest || !strings.Contains(res.body, "Impersonation not confirmed") {
@@ -374,7 +376,7 @@ func TestImpersonationConfirmation(t *testing.T) {
 	})
 
 	t.Run("a wrong token is refused, and the confirmation is gone", func(t *testing.T) {
-		h := newHarness(t, withImpersonation(map[string]any{}), nil)
+		h := newHarness(t, withImpersonation(&ImpersonationConfig{}), nil)
 		token := impConfirmToken(t, h.browse(h.impLink("alice", "admin", impParams{})))
 		if res := h.impDecide(token+"x", "continue"); res.status != http.StatusBadRequest {
 			t.Errorf("wrong token: %d", res.status)
@@ -390,7 +392,7 @@ func TestImpersonationConfirmation(t *testing.T) {
 	})
 
 	t.Run("a token from another origin is refused", func(t *testing.T) {
-		h := newHarness(t, withImpersonation(map[string]any{}), nil)
+		h := newHarness(t, withImpersonation(&ImpersonationConfig{}), nil)
 		token := impConfirmToken(t, h.browse(h.impLink("alice", "admin", impParams{})))
 		res := h.postForm("/oauth2/confirm", url.Values{"token": {token}, "decision": {"continue"}},
 			"Origin", "https://evil.example")
@@ -402,7 +404,7 @@ func TestImpersonationConfirmation(t *testing.T) {
 	})
 
 	t.Run("Continue issues the session once; replaying the token is refused", func(t *testing.T) {
-		h := newHarness(t, withImpersonation(map[string]any{}), nil)
+		h := newHarness(t, withImpersonation(&ImpersonationConfig{}), nil)
 		page := h.browse(h.impLink("alice", "admin", impParams{}))
 		site, _ := url.Parse(h.siteURL)
 		var confirmCookie *http.Cookie
@@ -438,7 +440,7 @@ func TestImpersonationConfirmation(t *testing.T) {
 	})
 
 	t.Run("Cancel leaves no session", func(t *testing.T) {
-		h := newHarness(t, withImpersonation(map[string]any{}), nil)
+		h := newHarness(t, withImpersonation(&ImpersonationConfig{}), nil)
 		token := impConfirmToken(t, h.browse(h.impLink("alice", "admin", impParams{})))
 		res := h.impDecide(token, "cancel")
 		if res.status != http.StatusOK || !strings.Contains(res.body, "Impersonation cancelled") {
@@ -455,7 +457,7 @@ func TestImpersonationConfirmation(t *testing.T) {
 	})
 
 	t.Run("confirm false issues the session directly", func(t *testing.T) {
-		h := newHarness(t, withImpersonation(map[string]any{"confirm": false}), nil)
+		h := newHarness(t, withImpersonation(&ImpersonationConfig{Confirm: boolPtr(false)}), nil)
 		res := h.browse(h.impLink("alice", "admin", impParams{}))
 		e, ok := res.echo()
 		if !ok {
@@ -503,7 +505,7 @@ func TestImpersonationRefusedWithoutTheBlockIsBounced(t *testing.T) {
 }
 
 func TestImpersonationRefusesANonImpersonatedUnsolicitedResponse(t *testing.T) {
-	h := newHarness(t, withImpersonation(map[string]any{"landing": "/home"}), nil)
+	h := newHarness(t, withImpersonation(&ImpersonationConfig{Landing: "/home"}), nil)
 	// An attacker's own ordinary code, obtained with a state of their choosing, delivered to
 	// the victim's browser (login CSRF).
 	h.idp.SetAutoLogin("bob", "")
@@ -534,26 +536,26 @@ func TestImpersonationRefusesANonImpersonatedUnsolicitedResponse(t *testing.T) {
 func TestImpersonationPolicyRefusals(t *testing.T) {
 	cases := []struct {
 		name        string
-		policy      map[string]any
+		policy      *ImpersonationConfig
 		user, imp   string
 		scope       string
 		reason      string
 		allowedUser string // a control: this user, impersonated by admin, gets to the confirmation page
 	}{
 		{name: "an impersonator who is not on the list",
-			policy: map[string]any{"impersonators": []string{"admin@example.com"}},
+			policy: &ImpersonationConfig{Impersonators: []string{"admin@example.com"}},
 			user:   "alice", imp: "mallory", reason: "impersonator not allowed", allowedUser: "alice"},
 		{name: "a protected target, known by the email scope",
-			policy: map[string]any{"protect": []string{"ceo@example.com"}},
+			policy: &ImpersonationConfig{Protect: []string{"ceo@example.com"}},
 			user:   "carol", imp: "admin", scope: "openid email", reason: "target is protected", allowedUser: "alice"},
 		{name: "a protected target, whose email the default scope does not reveal",
-			policy: map[string]any{"protect": []string{"ceo@example.com"}},
+			policy: &ImpersonationConfig{Protect: []string{"ceo@example.com"}},
 			user:   "carol", imp: "admin", reason: "protect", allowedUser: "alice"},
 		{name: "a protected domain",
-			policy: map[string]any{"protect": []string{"EXAMPLE.com"}},
+			policy: &ImpersonationConfig{Protect: []string{"EXAMPLE.com"}},
 			user:   "bob", imp: "admin", scope: "openid profile email", reason: "target is protected"},
 		{name: "an expression that says no",
-			policy: map[string]any{"expression": `impersonator.email.endsWith("@example.com") && !("admin" in target.roles)`},
+			policy: &ImpersonationConfig{Expression: `impersonator.email.endsWith("@example.com") && !("admin" in target.roles)`},
 			user:   "alice", imp: "mallory", reason: "expression denied", allowedUser: "alice"},
 	}
 	for _, c := range cases {
@@ -582,7 +584,7 @@ func TestImpersonationPolicyRefusals(t *testing.T) {
 
 func TestImpersonationStaleResponseIsRefused(t *testing.T) {
 	t.Run("a code delivered after max_age", func(t *testing.T) {
-		h := newHarness(t, withImpersonation(map[string]any{"max_age": "2m"}), nil)
+		h := newHarness(t, withImpersonation(&ImpersonationConfig{MaxAge: durationOf(2 * time.Minute)}), nil)
 		loc := h.impCallback(h.impLink("alice", "admin", impParams{}))
 		h.clock.Advance(3 * time.Minute)
 		res := h.browse(loc.String())
@@ -594,7 +596,7 @@ func TestImpersonationStaleResponseIsRefused(t *testing.T) {
 		h.impNoSession()
 	})
 	t.Run("tokens relayed after max_age", func(t *testing.T) {
-		h := newHarness(t, withImpersonation(map[string]any{}), nil) // default max_age 5m
+		h := newHarness(t, withImpersonation(&ImpersonationConfig{}), nil) // default max_age 5m
 		loc := h.impCallback(h.impLink("alice", "admin", impParams{ResponseType: "token"}))
 		h.clock.Advance(5*time.Minute + time.Second)
 		res := h.impRelayFragment(loc)
@@ -606,7 +608,7 @@ func TestImpersonationStaleResponseIsRefused(t *testing.T) {
 		h.impNoSession()
 	})
 	t.Run("a response within max_age is accepted", func(t *testing.T) {
-		h := newHarness(t, withImpersonation(map[string]any{"max_age": "2m"}), nil)
+		h := newHarness(t, withImpersonation(&ImpersonationConfig{MaxAge: durationOf(2 * time.Minute)}), nil)
 		loc := h.impCallback(h.impLink("alice", "admin", impParams{}))
 		h.clock.Advance(time.Minute)
 		impConfirmToken(t, h.browse(loc.String()))
@@ -615,7 +617,7 @@ func TestImpersonationStaleResponseIsRefused(t *testing.T) {
 
 func TestImpersonationReplayIsRefused(t *testing.T) {
 	t.Run("the same code delivered twice", func(t *testing.T) {
-		h := newHarness(t, withImpersonation(map[string]any{"confirm": false}), nil)
+		h := newHarness(t, withImpersonation(&ImpersonationConfig{Confirm: boolPtr(false)}), nil)
 		loc := h.impCallback(h.impLink("alice", "admin", impParams{State: "s"}))
 		if _, ok := h.browse(loc.String()).echo(); !ok {
 			t.Fatal("the first delivery did not sign in")
@@ -639,7 +641,7 @@ func TestImpersonationReplayIsRefused(t *testing.T) {
 		h.impNoSecretsLogged(loc.Query().Get("code"))
 	})
 	t.Run("the same tokens posted twice", func(t *testing.T) {
-		h := newHarness(t, withImpersonation(map[string]any{"confirm": false}), nil)
+		h := newHarness(t, withImpersonation(&ImpersonationConfig{Confirm: boolPtr(false)}), nil)
 		loc := h.impCallback(h.impLink("alice", "admin", impParams{ResponseType: "token"}))
 		if _, ok := h.impRelayFragment(loc).echo(); !ok {
 			t.Fatal("the first delivery did not sign in")
@@ -657,7 +659,7 @@ func TestImpersonationReplayIsRefused(t *testing.T) {
 
 func TestImpersonationStateFixed(t *testing.T) {
 	const fixed = "fixed-state-value-0123456789"
-	h := newHarness(t, withImpersonation(map[string]any{"state": "fixed", "state_value": fixed}), nil)
+	h := newHarness(t, withImpersonation(&ImpersonationConfig{State: "fixed", StateValue: fixed}), nil)
 	for _, c := range []struct{ name, state string }{{"a wrong state", "fixed-state-value-0123456780"}, {"no state", ""}} {
 		t.Run(c.name+" is refused", func(t *testing.T) {
 			res := h.browse(h.impLink("alice", "admin", impParams{State: c.state}))
@@ -682,7 +684,7 @@ func TestImpersonationStateFixed(t *testing.T) {
 }
 
 func TestImpersonationStateSigned(t *testing.T) {
-	h := newHarness(t, withImpersonation(map[string]any{"state": "signed"}), nil)
+	h := newHarness(t, withImpersonation(&ImpersonationConfig{State: "signed"}), nil)
 	mint := func(h *harness) string {
 		t.Helper()
 		res := h.api(http.MethodGet, "/oauth2/impersonation/state")
@@ -749,7 +751,7 @@ func TestImpersonationStateSigned(t *testing.T) {
 }
 
 func TestImpersonationBadMacLinkNeverReachesTheSite(t *testing.T) {
-	h := newHarness(t, withImpersonation(map[string]any{}), nil)
+	h := newHarness(t, withImpersonation(&ImpersonationConfig{}), nil)
 	link := h.impLink("alice", "admin", impParams{})
 	i := strings.LastIndex(link, ".") + 5 // a character inside the MAC
 	flip := byte('A')
@@ -780,27 +782,20 @@ func TestImpersonationBadMacLinkNeverReachesTheSite(t *testing.T) {
 	impConfirmToken(t, h.browse(link))
 }
 
-// impWithPlaceholders wraps the module in a subroute whose next handler copies the
-// {http.auth.user.*} placeholders into X-Ph-* request headers, so the upstream shows them.
-func impWithPlaceholders(cfg func(map[string]any)) func(map[string]any) {
-	return func(hc map[string]any) {
-		if cfg != nil {
-			cfg(hc)
-		}
-		inner := maps.Clone(hc)
-		clear(hc)
-		hc["handler"] = "subroute"
-		hc["routes"] = []any{map[string]any{"handle": []any{inner, map[string]any{
-			"handler": "headers",
-			"request": map[string]any{"set": map[string][]string{
-				"X-Ph-User-Id":            {"{http.auth.user.id}"},
-				"X-Ph-Impersonated":       {"{http.auth.user.impersonated}"},
-				"X-Ph-Impersonator-Id":    {"{http.auth.user.impersonator.id}"},
-				"X-Ph-Impersonator-Email": {"{http.auth.user.impersonator.email}"},
-				"X-Ph-Token-Audience":     {"{http.auth.user.token_audience}"},
-			}},
-		}}}}
-	}
+// impWithPlaceholders is a harness route: the module in a subroute whose next handler copies
+// the {http.auth.user.*} placeholders into X-Ph-* request headers, so the upstream shows them.
+func impWithPlaceholders(t *testing.T, oidcAuth json.RawMessage) []json.RawMessage {
+	copyPlaceholders := &headers.Handler{Request: &headers.HeaderOps{Set: http.Header{
+		"X-Ph-User-Id":            {"{http.auth.user.id}"},
+		"X-Ph-Impersonated":       {"{http.auth.user.impersonated}"},
+		"X-Ph-Impersonator-Id":    {"{http.auth.user.impersonator.id}"},
+		"X-Ph-Impersonator-Email": {"{http.auth.user.impersonator.email}"},
+		"X-Ph-Token-Audience":     {"{http.auth.user.token_audience}"},
+	}}}
+	sub := &caddyhttp.Subroute{Routes: caddyhttp.RouteList{{HandlersRaw: []json.RawMessage{
+		oidcAuth, handlerJSON(t, "headers", copyPlaceholders),
+	}}}}
+	return []json.RawMessage{handlerJSON(t, "subroute", sub)}
 }
 
 // impJWTAudiences decodes a JWT's aud claim (without verifying it: the module did).
@@ -851,14 +846,14 @@ func (h *harness) impSession() *session.Session {
 
 func TestImpersonationTokenSemantics(t *testing.T) {
 	const audience = "https://api.example.com"
-	tokenConfig := func(c map[string]any) {
-		c["audience"] = audience
-		c["headers"] = map[string]any{"access_token": "Authorization"}
-		c["impersonation"] = map[string]any{"confirm": false}
+	tokenConfig := func(c *Handler) {
+		c.Audience = audience
+		c.Headers = &HeadersConfig{AccessToken: "Authorization"}
+		c.Impersonation = &ImpersonationConfig{Confirm: boolPtr(false)}
 	}
 
 	t.Run("an ordinary login forwards the access token it verified for the audience", func(t *testing.T) {
-		h := newHarness(t, impWithPlaceholders(tokenConfig), nil)
+		h := newRoutedHarness(t, tokenConfig, nil, impWithPlaceholders)
 		e := h.login("alice")
 		jwt, ok := strings.CutPrefix(e.Headers.Get("Authorization"), "Bearer ")
 		if !ok {
@@ -882,7 +877,7 @@ func TestImpersonationTokenSemantics(t *testing.T) {
 	})
 
 	t.Run("an impersonated session never forwards its userinfo-only token", func(t *testing.T) {
-		h := newHarness(t, impWithPlaceholders(tokenConfig), nil)
+		h := newRoutedHarness(t, tokenConfig, nil, impWithPlaceholders)
 		loc := h.impCallback(h.impLink("alice", "admin", impParams{Scope: "openid profile email"}))
 		e, ok := h.browse(loc.String()).echo()
 		if !ok {
@@ -903,7 +898,7 @@ func TestImpersonationTokenSemantics(t *testing.T) {
 	})
 
 	t.Run("a Keycloak-style impersonated login with a JWT for the audience does not forward it either", func(t *testing.T) {
-		h := newHarness(t, impWithPlaceholders(tokenConfig), func(c *devidp.Config) { c.Mode = devidp.ModeKeycloak })
+		h := newRoutedHarness(t, tokenConfig, func(c *devidp.Config) { c.Mode = devidp.ModeKeycloak }, impWithPlaceholders)
 		h.idp.SetAutoLogin("alice", "admin")
 		res := h.browse("/")
 		e, ok := res.echo()
@@ -957,7 +952,7 @@ func impNoSpoofUpstream(t *testing.T, e echoed) {
 }
 
 func TestImpersonationHeadersReachTheUpstreamAndForgedOnesNever(t *testing.T) {
-	h := newHarness(t, withImpersonation(map[string]any{"confirm": false}), nil)
+	h := newHarness(t, withImpersonation(&ImpersonationConfig{Confirm: boolPtr(false)}), nil)
 
 	t.Run("unauthenticated requests with forged headers never reach the upstream", func(t *testing.T) {
 		if res := h.impSpoofing("application/json"); res.status != http.StatusUnauthorized || strings.Contains(res.body, "spoofed") {
@@ -1023,7 +1018,7 @@ func (h *harness) impEnd() {
 }
 
 func TestImpersonationStashAndRestore(t *testing.T) {
-	h := newHarness(t, withImpersonation(map[string]any{}), nil)
+	h := newHarness(t, withImpersonation(&ImpersonationConfig{}), nil)
 	impWantHeaders(t, h.login("admin"), map[string]string{"X-Forwarded-User": "auth0|admin", "X-Forwarded-Impersonated": "false"})
 
 	e := h.impConfirm(h.browse(h.impLink("alice", "admin", impParams{})))
@@ -1088,7 +1083,7 @@ func TestImpersonationStashAndRestore(t *testing.T) {
 }
 
 func TestImpersonationSessionLifetime(t *testing.T) {
-	h := newHarness(t, withImpersonation(map[string]any{"confirm": false, "lifetime": "30m"}), nil)
+	h := newHarness(t, withImpersonation(&ImpersonationConfig{Confirm: boolPtr(false), Lifetime: durationOf(30 * time.Minute)}), nil)
 	if e, ok := h.browse(h.impLink("alice", "admin", impParams{})).echo(); !ok {
 		t.Fatal("the impersonation did not sign in")
 	} else {
@@ -1113,7 +1108,7 @@ func TestImpersonationSessionLifetime(t *testing.T) {
 }
 
 func TestImpersonationSessionEndsWithItsToken(t *testing.T) {
-	h := newHarness(t, withImpersonation(map[string]any{"confirm": false, "lifetime": "1h"}),
+	h := newHarness(t, withImpersonation(&ImpersonationConfig{Confirm: boolPtr(false), Lifetime: durationOf(time.Hour)}),
 		func(c *devidp.Config) { c.AccessTokenTTL = 10 * time.Minute })
 	if _, ok := h.impRelayFragment(h.impCallback(h.impLink("alice", "admin", impParams{ResponseType: "token"}))).echo(); !ok {
 		t.Fatal("the impersonation did not sign in")
@@ -1158,7 +1153,7 @@ func TestImpersonationInSolicitedLogins(t *testing.T) {
 		})
 		for _, claims := range []string{"auto", m.claims} {
 			t.Run(string(m.mode)+" style is accepted with the block (claims "+claims+")", func(t *testing.T) {
-				h := newHarness(t, withImpersonation(map[string]any{"claims": claims}), idpMode)
+				h := newHarness(t, withImpersonation(&ImpersonationConfig{Claims: claims}), idpMode)
 				h.idp.SetAutoLogin("alice", "admin")
 				res := h.browse("/")
 				e, ok := res.echo()
@@ -1174,8 +1169,8 @@ func TestImpersonationInSolicitedLogins(t *testing.T) {
 			})
 		}
 		t.Run(string(m.mode)+" style is subject to the policy", func(t *testing.T) {
-			h := newHarness(t, withImpersonation(map[string]any{"impersonators": []string{"auth0|admin"},
-				"protect": []string{"auth0|carol"}}), idpMode)
+			h := newHarness(t, withImpersonation(&ImpersonationConfig{Impersonators: []string{"auth0|admin"},
+				Protect: []string{"auth0|carol"}}), idpMode)
 			h.idp.SetAutoLogin("alice", "mallory")
 			if res := h.browse("/"); res.status != http.StatusForbidden {
 				t.Fatalf("mallory: %d %.300s", res.status, res.body)
@@ -1228,13 +1223,11 @@ func impIDTokenOnlyProvider(t *testing.T) (issuer string, wire func(*devidp.Serv
 
 func TestImpersonationNamespacedIDTokenClaims(t *testing.T) {
 	const ns = "https://example.com/"
-	setup := func(t *testing.T, imp map[string]any) *harness {
+	setup := func(t *testing.T, imp *ImpersonationConfig) *harness {
 		issuer, wire := impIDTokenOnlyProvider(t)
-		h := newHarness(t, func(c map[string]any) {
-			c["issuer"] = issuer
-			if imp != nil {
-				c["impersonation"] = imp
-			}
+		h := newHarness(t, func(c *Handler) {
+			c.Issuer = issuer
+			c.Impersonation = imp
 		}, func(c *devidp.Config) {
 			c.Issuer = issuer
 			c.Namespace = ns
@@ -1245,13 +1238,13 @@ func TestImpersonationNamespacedIDTokenClaims(t *testing.T) {
 	}
 
 	t.Run("an unsolicited response is recognised by the namespaced ID token claims", func(t *testing.T) {
-		h := setup(t, map[string]any{"namespace": ns})
+		h := setup(t, &ImpersonationConfig{Namespace: ns})
 		e := h.impConfirm(h.browse(h.impLink("alice", "admin", impParams{})))
 		impWantHeaders(t, e, aliceAsAdmin)
 		h.impAudit(evImpersonationStarted, aliceAsAdminEvent)
 	})
 	t.Run("a solicited login is recognised by them too", func(t *testing.T) {
-		h := setup(t, map[string]any{"namespace": ns, "claims": "auth0"})
+		h := setup(t, &ImpersonationConfig{Namespace: ns, Claims: "auth0"})
 		h.idp.SetAutoLogin("alice", "admin")
 		res := h.browse("/")
 		e, ok := res.echo()
@@ -1262,7 +1255,7 @@ func TestImpersonationNamespacedIDTokenClaims(t *testing.T) {
 		h.impAudit(evImpersonationStarted, aliceAsAdminEvent)
 	})
 	t.Run("without the module's namespace the unsolicited response is not trusted", func(t *testing.T) {
-		h := setup(t, map[string]any{})
+		h := setup(t, &ImpersonationConfig{})
 		res := h.impNavigate(h.impCallback(h.impLink("alice", "admin", impParams{})).String())
 		if res.status != http.StatusFound || !strings.HasPrefix(res.header.Get("Location"), h.idpURL+"authorize?") {
 			t.Fatalf("%d to %q", res.status, res.header.Get("Location"))

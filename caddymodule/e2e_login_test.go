@@ -135,7 +135,7 @@ func TestUnauthenticatedRequests(t *testing.T) {
 }
 
 func TestUnauthenticatedDeny(t *testing.T) {
-	h := newHarness(t, func(c map[string]any) { c["unauthenticated"] = "deny" }, nil)
+	h := newHarness(t, func(c *Handler) { c.Unauthenticated = "deny" }, nil)
 	res := h.noRedirectsGet("/")
 	if res.status != http.StatusUnauthorized {
 		t.Errorf("a browser navigation got %d with unauthenticated deny, want 401", res.status)
@@ -143,9 +143,9 @@ func TestUnauthenticatedDeny(t *testing.T) {
 }
 
 func TestSpoofedIdentityHeadersNeverReachTheUpstream(t *testing.T) {
-	h := newHarness(t, func(c map[string]any) {
-		c["headers"] = map[string]any{"claims": []any{map[string]any{"claim": "roles", "header": "X-Roles"}}}
-		c["unauthenticated"] = "redirect"
+	h := newHarness(t, func(c *Handler) {
+		c.Headers = &HeadersConfig{Claims: []HeaderClaim{{Claim: "roles", Header: "X-Roles"}}}
+		c.Unauthenticated = "redirect"
 	}, nil)
 	spoof := []string{
 		"X-Forwarded-User", "mallory",
@@ -177,8 +177,8 @@ func TestSpoofedIdentityHeadersNeverReachTheUpstream(t *testing.T) {
 }
 
 func TestAllowPolicyDeniesWith403(t *testing.T) {
-	h := newHarness(t, func(c map[string]any) {
-		c["allow"] = map[string]any{"domains": []string{"example.com"}, "expression": `"support" in claims.groups`}
+	h := newHarness(t, func(c *Handler) {
+		c.Allow = &AllowConfig{Domains: []string{"example.com"}, Expression: `"support" in claims.groups`}
 	}, nil)
 	h.idp.SetAutoLogin("alice", "")
 	res := h.browse("/")
@@ -270,11 +270,11 @@ func TestAttemptCookiesAreBounded(t *testing.T) {
 }
 
 func TestRefreshRenewsTheForwardedToken(t *testing.T) {
-	h := newHarness(t, func(c map[string]any) {
-		c["refresh"] = true
-		c["scopes"] = []string{"openid", "profile", "email", "offline_access"}
-		c["audience"] = "https://api.example.com"
-		c["headers"] = map[string]any{"access_token": "Authorization"}
+	h := newHarness(t, func(c *Handler) {
+		c.Refresh = true
+		c.Scopes = []string{"openid", "profile", "email", "offline_access"}
+		c.Audience = "https://api.example.com"
+		c.Headers = &HeadersConfig{AccessToken: "Authorization"}
 	}, func(c *devidp.Config) { c.AccessTokenTTL = 10 * time.Minute })
 	first := h.login("alice").Headers.Get("Authorization")
 	if !strings.HasPrefix(first, "Bearer ey") {
@@ -320,9 +320,9 @@ func TestProviderDownAtStartThenUp(t *testing.T) {
 }
 
 func TestSessionExpiry(t *testing.T) {
-	h := newHarness(t, func(c map[string]any) {
-		c["session_lifetime"] = "1h"
-		c["session_idle"] = "10m"
+	h := newHarness(t, func(c *Handler) {
+		c.SessionLifetime = durationOf(time.Hour)
+		c.SessionIdle = durationOf(10 * time.Minute)
 	}, nil)
 	h.login("alice")
 	h.clock.Advance(8 * time.Minute)

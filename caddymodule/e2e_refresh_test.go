@@ -11,12 +11,12 @@ import (
 )
 
 // newRefreshHarness configures refresh with a forwarded access token; tokens last 10 minutes.
-func newRefreshHarness(t *testing.T, extra func(map[string]any)) *harness {
-	return newHarness(t, func(c map[string]any) {
-		c["refresh"] = true
-		c["scopes"] = []string{"openid", "profile", "email", "offline_access"}
-		c["audience"] = "https://api.example.com"
-		c["headers"] = map[string]any{"access_token": "Authorization"}
+func newRefreshHarness(t *testing.T, extra func(*Handler)) *harness {
+	return newHarness(t, func(c *Handler) {
+		c.Refresh = true
+		c.Scopes = []string{"openid", "profile", "email", "offline_access"}
+		c.Audience = "https://api.example.com"
+		c.Headers = &HeadersConfig{AccessToken: "Authorization"}
 		if extra != nil {
 			extra(c)
 		}
@@ -63,7 +63,7 @@ func TestRefreshFailures(t *testing.T) {
 		h.impAudit(evSessionRejected, map[string]string{"reason": "refresh refused"})
 	})
 	t.Run("a request that finds a refresh under way writes no cookie over the renewed one", func(t *testing.T) {
-		h := newRefreshHarness(t, func(c map[string]any) { c["session_idle"] = "1h" })
+		h := newRefreshHarness(t, func(c *Handler) { c.SessionIdle = durationOf(time.Hour) })
 		h.login("alice")
 		id := h.sessionID()
 		h.clock.Advance(9*time.Minute + 30*time.Second) // renewal and idle clock both due
@@ -81,8 +81,8 @@ func TestRefreshFailures(t *testing.T) {
 		}
 	})
 	t.Run("a renewed identity must still pass the allow rules", func(t *testing.T) {
-		h := newRefreshHarness(t, func(c map[string]any) {
-			c["allow"] = map[string]any{"expression": `request.path != "/revoked"`}
+		h := newRefreshHarness(t, func(c *Handler) {
+			c.Allow = &AllowConfig{Expression: `request.path != "/revoked"`}
 		})
 		h.login("alice")
 		h.clock.Advance(9*time.Minute + 30*time.Second)

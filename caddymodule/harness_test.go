@@ -15,8 +15,9 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
-	_ "github.com/caddyserver/caddy/v2/modules/caddyhttp/reverseproxy"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp/reverseproxy"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
@@ -59,9 +60,19 @@ const (
 
 var caddyMu sync.Mutex
 
-// newHarness starts the provider and Caddy. handlerCfg may change the handler's JSON config;
+// newHarness starts the provider and Caddy. handlerCfg may change the handler's configuration,
+// which starts out with the provider, the test client, its secret and plain-http cookies;
 // idpCfg may change the provider's.
-func newHarness(t *testing.T, handlerCfg func(map[string]any), idpCfg func(*devidp.Config)) *harness {
+func newHarness(t *testing.T, handlerCfg func(*Handler), idpCfg func(*devidp.Config)) *harness {
+	t.Helper()
+	return newRoutedHarness(t, handlerCfg, idpCfg, nil)
+}
+
+// newRoutedHarness is newHarness with the handlers in front of the upstream chosen by route,
+// which is given the oidc_auth handler's JSON; nil means that handler alone. It is for what the
+// Handler struct cannot express: the module inside a subroute, a handler beside it.
+func newRoutedHarness(t *testing.T, handlerCfg func(*Handler), idpCfg func(*devidp.Config),
+	route func(t *testing.T, oidcAuth json.RawMessage) []json.RawMessage) *harness {
 	t.Helper()
 	caddyMu.Lock()
 	t.Cleanup(caddyMu.Unlock)
@@ -109,39 +120,55 @@ func newHarness(t *testing.T, handlerCfg func(map[string]any), idpCfg func(*devi
 	h.idp.SetAutoLogin("alice", "")
 
 	h.upstream = newEchoUpstream(t)
-	hc := map[string]any{
-		"handler":         "oidc_auth",
-		"issuer":          h.idpURL,
-		"client_id":       testClientID,
-		"client_secret":   testClientSecret,
-		"session_secrets": []string{testSecret},
-		"cookie":          map[string]any{"insecure": true},
+	hc := Handler{
+		Issuer:         h.idpURL,
+		ClientID:       testClientID,
+		ClientSecret:   testClientSecret,
+		SessionSecrets: []string{testSecret},
+		Cookie:         &CookieConfig{Insecure: true},
 	}
 	if handlerCfg != nil {
-		handlerCfg(hc)
+		handlerCfg(&hc)
 	}
-	h.load(port, hc)
+	handlers := []json.RawMessage{handlerJSON(t, "oidc_auth", &hc)}
+	if route != nil {
+		handlers = route(t, handlers[0])
+	}
+	h.load(port, handlers...)
 
 	jar, _ := cookiejar.New(nil)
 	h.client = &http.Client{Jar: jar, Timeout: 20 * time.Second}
 	return h
 }
 
-func (h *harness) load(port string, hc map[string]any) {
+// handlerJSON encodes an HTTP handler module's configuration as Caddy's JSON config names it:
+// its fields, and "handler": name.
+func handlerJSON(t *testing.T, name string, cfg any) json.RawMessage {
+	t.Helper()
+	var warnings []caddyconfig.Warning
+	raw := caddyconfig.JSONModuleObject(cfg, "handler", name, &warnings)
+	if len(warnings) > 0 || raw == nil {
+		t.Fatalf("encoding the %s handler's config: %v", name, warnings)
+	}
+	return raw
+}
+
+// load runs Caddy with one site on port whose route is the handlers, then the reverse proxy
+// to the upstream.
+func (h *harness) load(port string, handlers ...json.RawMessage) {
 	t := h.t
 	core, logs := observer.New(zapcore.InfoLevel)
 	h.audit = logs
-	cfg := map[string]any{
-		"admin":   map[string]any{"disabled": true},
-		"logging": map[string]any{"logs": map[string]any{"default": map[string]any{"level": "ERROR"}}},
-		"apps": map[string]any{"http": map[string]any{"servers": map[string]any{"site": map[string]any{
-			"listen":          []string{"127.0.0.1:" + port},
-			"automatic_https": map[string]any{"disable": true},
-			"routes": []any{map[string]any{"handle": []any{
-				hc,
-				map[string]any{"handler": "reverse_proxy", "upstreams": []any{map[string]any{"dial": h.upstream.addr}}},
-			}}},
-		}}}},
+	proxy := &reverseproxy.Handler{Upstreams: reverseproxy.UpstreamPool{{Dial: h.upstream.addr}}}
+	app := caddyhttp.App{Servers: map[string]*caddyhttp.Server{"site": {
+		Listen:    []string{"127.0.0.1:" + port},
+		AutoHTTPS: &caddyhttp.AutoHTTPSConfig{Disabled: true},
+		Routes:    caddyhttp.RouteList{{HandlersRaw: append(handlers, handlerJSON(t, "reverse_proxy", proxy))}},
+	}}}
+	cfg := caddy.Config{
+		Admin:   &caddy.AdminConfig{Disabled: true},
+		Logging: &caddy.Logging{Logs: map[string]*caddy.CustomLog{"default": {BaseLog: caddy.BaseLog{Level: "ERROR"}}}},
+		AppsRaw: caddy.ModuleMap{"http": caddyconfig.JSON(app, nil)},
 	}
 	raw, err := json.Marshal(cfg)
 	if err != nil {
