@@ -7,7 +7,9 @@ import (
 	"mime"
 	"net/http"
 	"net/url"
+	"time"
 
+	"github.com/relyingparty/caddy-oidc-auth/internal/claims"
 	"golang.org/x/oauth2"
 )
 
@@ -126,8 +128,9 @@ func hasAny(v url.Values, names []string) bool {
 	return false
 }
 
-// completeSolicited finishes a login this module started: state and its attempt cookie, the
-// code exchange with the PKCE verifier, the ID token with its nonce, then the policies.
+// completeSolicited finishes a login this module started: state and its attempt cookie (used
+// once), the code exchange with the PKCE verifier, the ID token with its nonce, then the
+// policies.
 func (h *Handler) completeSolicited(w http.ResponseWriter, r *http.Request, params url.Values, info loginState) error {
 	now := h.now()
 	if now.Sub(info.issued) > attemptTTL {
@@ -149,7 +152,12 @@ func (h *Handler) completeSolicited(w http.ResponseWriter, r *http.Request, para
 		// This login asked for a code; tokens in its place are an injection attempt.
 		return loginFailed(errBadCallback, "no code in a solicited response")
 	}
-	if err := h.admitCallback(r); err != nil {
+	if err := h.admitSolicited(r); err != nil {
+		return err
+	}
+	// The attempt is spent before the provider is asked: its cookie replayed with other codes
+	// never reaches the provider again.
+	if err := h.consumeAttempt(r, info); err != nil {
 		return err
 	}
 	v, err := h.verifier(r)
@@ -157,23 +165,11 @@ func (h *Handler) completeSolicited(w http.ResponseWriter, r *http.Request, para
 		return err
 	}
 	defer v.close()
-	tok, err := v.exchange(code, oauth2.VerifierOption(a.Verifier))
+	tok, raw, id, err := h.redeem(v, code, a, now)
 	if err != nil {
-		return err
-	}
-	raw, _ := tok.Extra("id_token").(string)
-	if raw == "" {
-		return loginFailed(errBadCallback, "no ID token in the token response")
-	}
-	idt, err := v.idToken(raw, now)
-	if err != nil {
-		return err
-	}
-	if subtle.ConstantTimeCompare([]byte(idt.Nonce), []byte(a.Nonce)) != 1 {
-		return loginFailed(errBadCallback, "nonce does not match")
-	}
-	id, err := v.identify(idt, tok.AccessToken)
-	if err != nil {
+		if pageOf(err) != errUnreachable {
+			h.chargeFailure(r)
+		}
 		return err
 	}
 	if id.Imp != nil {
@@ -189,4 +185,29 @@ func (h *Handler) completeSolicited(w http.ResponseWriter, r *http.Request, para
 		audience = h.Audience
 	}
 	return h.issueSession(w, r, h.newSession(id, tok, raw, audience, now), a.ReturnTo)
+}
+
+// redeem exchanges the code of a solicited login and verifies what comes back: the ID token,
+// its nonce, and the identity.
+func (h *Handler) redeem(v *verification, code string, a *attempt, now time.Time) (*oauth2.Token, string, *claims.Identity, error) {
+	tok, err := v.exchange(code, oauth2.VerifierOption(a.Verifier))
+	if err != nil {
+		return nil, "", nil, err
+	}
+	raw, _ := tok.Extra("id_token").(string)
+	if raw == "" {
+		return nil, "", nil, loginFailed(errBadCallback, "no ID token in the token response")
+	}
+	idt, err := v.idToken(raw, now)
+	if err != nil {
+		return nil, "", nil, err
+	}
+	if subtle.ConstantTimeCompare([]byte(idt.Nonce), []byte(a.Nonce)) != 1 {
+		return nil, "", nil, loginFailed(errBadCallback, "nonce does not match")
+	}
+	id, err := v.identify(idt, tok.AccessToken)
+	if err != nil {
+		return nil, "", nil, err
+	}
+	return tok, raw, id, nil
 }

@@ -113,6 +113,16 @@ func sameOrigin(r *http.Request) bool {
 	return true
 }
 
+// foreignReferer reports whether the request names a referring page on another host.
+func foreignReferer(r *http.Request) bool {
+	ref := r.Header.Get("Referer")
+	if ref == "" {
+		return false
+	}
+	u, err := url.Parse(ref)
+	return err != nil || !strings.EqualFold(u.Host, r.Host)
+}
+
 func firstNonEmpty(vs ...string) string {
 	for _, v := range vs {
 		if v != "" {

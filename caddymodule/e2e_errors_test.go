@@ -23,8 +23,7 @@ func errorsSite(t *testing.T, allow, errorsBlock string) (string, *http.Client, 
 	t.Helper()
 	caddyMu.Lock()
 	t.Cleanup(caddyMu.Unlock)
-	port := freePort(t)
-	site := "http://127.0.0.1:" + port
+	site := "http://127.0.0.1:" + freePort(t)
 	idpSrv := httptest.NewUnstartedServer(nil)
 	issuer := "http://" + idpSrv.Listener.Addr().String() + "/"
 	idp, err := devidp.New(devidp.Config{Issuer: issuer, Clients: []devidp.Client{{ID: testClientID, Secret: testClientSecret,
@@ -37,14 +36,7 @@ func errorsSite(t *testing.T, allow, errorsBlock string) (string, *http.Client, 
 	t.Cleanup(idpSrv.Close)
 	idp.SetAutoLogin("alice", "")
 	upstream := newEchoUpstream(t)
-	caddyfileText := `{
-	admin off
-	auto_https off
-	log {
-		level ERROR
-	}
-}
-` + site + ` {
+	caddyfileText := caddyfileGlobals + site + ` {
 	oidc_auth {
 		issuer ` + issuer + `
 		client_id ` + testClientID + `
@@ -59,18 +51,7 @@ func errorsSite(t *testing.T, allow, errorsBlock string) (string, *http.Client, 
 	` + errorsBlock + `
 }
 `
-	adapter := caddyconfig.GetAdapter("caddyfile")
-	cfg, warnings, err := adapter.Adapt([]byte(caddyfileText), nil)
-	if err != nil {
-		t.Fatalf("adapting: %v", err)
-	}
-	for _, w := range warnings {
-		t.Logf("adapter warning: %s", w.Message)
-	}
-	if err := caddy.Load(cfg, true); err != nil {
-		t.Fatalf("loading: %v", err)
-	}
-	t.Cleanup(func() { _ = caddy.Stop() })
+	loadCaddyfile(t, caddyfileText)
 	jar, _ := cookiejar.New(nil)
 	return site, &http.Client{Jar: jar, Timeout: 20 * time.Second}, idpSrv
 }
@@ -143,4 +124,31 @@ func TestHandleErrorsRendersTheModulesRefusals(t *testing.T) {
 			t.Fatalf("got %d %.300q, want the module's 403 page", status, body)
 		}
 	})
+}
+
+// caddyfileGlobals are the global options of the tests' Caddyfiles.
+const caddyfileGlobals = `{
+	admin off
+	auto_https off
+	log {
+		level ERROR
+	}
+}
+`
+
+// loadCaddyfile adapts a Caddyfile and runs it in real Caddy until the test ends. The caller
+// holds caddyMu.
+func loadCaddyfile(t *testing.T, text string) {
+	t.Helper()
+	cfg, warnings, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(text), nil)
+	if err != nil {
+		t.Fatalf("adapting: %v", err)
+	}
+	for _, w := range warnings {
+		t.Logf("adapter warning: %s", w.Message)
+	}
+	if err := caddy.Load(cfg, true); err != nil {
+		t.Fatalf("loading: %v", err)
+	}
+	t.Cleanup(func() { _ = caddy.Stop() })
 }

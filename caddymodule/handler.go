@@ -15,6 +15,12 @@ import (
 // authenticated request through with its identity, or answers an unauthenticated one.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	h.headers.strip(r.Header)
+	if r.Trailer != nil {
+		if h.headers.declaresManagedTrailer(r.Trailer) {
+			return h.answer(w, r, refuse(errManagedTrailer, "", ""))
+		}
+		r.Body = &trailerGuard{ReadCloser: r.Body, trailer: r.Trailer, plan: &h.headers}
+	}
 
 	if rest, ok := strings.CutPrefix(r.URL.Path, h.prefix); ok {
 		if serve := h.endpoint(rest); serve != nil {
@@ -89,6 +95,13 @@ func (h *Handler) serveLogout(w http.ResponseWriter, r *http.Request) error {
 		return refuse(errMethod, "", "")
 	}
 	rd := safeReturnTo(r.URL.Query().Get("rd"), "/")
+	if !sameOrigin(r) || foreignReferer(r) {
+		// A link or an image on any page could sign the user out here and at the provider:
+		// a request from elsewhere only gets the question, whose answer is a same-origin POST.
+		h.writePage(w, http.StatusOK, "logout.html", pageData{Title: "Sign out?", Host: r.Host,
+			Action: h.prefix + "logout?rd=" + url.QueryEscape(rd), Next: rd})
+		return nil
+	}
 	s := h.openSession(r)
 	h.jar.ClearAll(w, h.jar.Base)
 	h.jar.ClearAll(w, h.jar.StashName())

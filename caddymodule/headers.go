@@ -1,11 +1,11 @@
 package caddymodule
 
 import (
+	"io"
 	"net/http"
 	"slices"
 	"strings"
 
-	"github.com/caddyserver/caddy/v2"
 	"github.com/relyingparty/caddy-oidc-auth/internal/claims"
 	"github.com/relyingparty/caddy-oidc-auth/internal/session"
 )
@@ -144,13 +144,70 @@ func containsHeaderName(names []string, n string) bool {
 	return false
 }
 
-// strip removes every managed header, in any spelling, from an incoming request.
+// strip removes every managed header, in any spelling, from an incoming request, and every
+// token of Connection that names one: a proxy after this module (reverse_proxy, php_fastcgi)
+// removes the headers Connection names, and would remove them after this module set them.
 func (p *headerPlan) strip(h http.Header) {
 	for k := range h {
 		if containsHeaderName(p.managed, k) {
 			delete(h, k)
 		}
 	}
+	if conn, ok := h["Connection"]; ok {
+		p.stripConnection(h, conn)
+	}
+}
+
+// stripConnection rewrites Connection without the tokens that name a managed header.
+func (p *headerPlan) stripConnection(h http.Header, values []string) {
+	kept := make([]string, 0, 2)
+	changed := false
+	for _, v := range values {
+		for tok := range strings.SplitSeq(v, ",") {
+			t := strings.TrimSpace(tok)
+			if containsHeaderName(p.managed, t) {
+				changed = true
+				continue
+			}
+			if t != "" {
+				kept = append(kept, t)
+			}
+		}
+	}
+	switch {
+	case !changed:
+	case len(kept) == 0:
+		delete(h, "Connection")
+	default:
+		h["Connection"] = []string{strings.Join(kept, ", ")}
+	}
+}
+
+// declaresManagedTrailer reports whether a request announces a trailer field that names a
+// managed header: a proxy after this module would deliver it to the application after the body.
+func (p *headerPlan) declaresManagedTrailer(trailer http.Header) bool {
+	for k := range trailer {
+		if containsHeaderName(p.managed, k) {
+			return true
+		}
+	}
+	return false
+}
+
+// trailerGuard removes managed fields from a request's trailers when its body ends, before a
+// proxy after this module copies them: a client may send trailer fields it did not announce.
+type trailerGuard struct {
+	io.ReadCloser
+	trailer http.Header
+	plan    *headerPlan
+}
+
+func (g *trailerGuard) Read(b []byte) (int, error) {
+	n, err := g.ReadCloser.Read(b)
+	if err == io.EOF {
+		g.plan.strip(g.trailer)
+	}
+	return n, err
 }
 
 // set writes the session's identity into the request headers. The values share one backing
@@ -225,54 +282,4 @@ func keptClaims(p headerPlan, extra []string) []string {
 		}
 	}
 	return keep
-}
-
-// placeholders publishes the session as {http.auth.user.*}. Values are computed only when a
-// placeholder is read, so an unused one costs nothing.
-func publishPlaceholders(repl *caddy.Replacer, s *session.Session) {
-	const prefix = "http.auth.user."
-	// Values go through headerSafe: a placeholder may well end up in a header (header_up).
-	repl.Map(func(key string) (any, bool) {
-		if !strings.HasPrefix(key, prefix) {
-			return nil, false
-		}
-		switch key[len(prefix):] {
-		case "id":
-			return claims.HeaderSafe(s.Subject), true
-		case "email":
-			return claims.HeaderSafe(s.Email), true
-		case "name":
-			return claims.HeaderSafe(s.Name), true
-		case "preferred_username":
-			return claims.HeaderSafe(s.PreferredUsername), true
-		case "groups":
-			return joinGroups(s.Groups), true
-		case "impersonated":
-			if s.Impersonated {
-				return "true", true
-			}
-			return "false", true
-		case "impersonator.id":
-			return claims.HeaderSafe(s.ImpersonatorID), true
-		case "impersonator.email":
-			return claims.HeaderSafe(s.ImpersonatorEmail), true
-		case "session_id":
-			return s.ID, true
-		case "token_audience":
-			return tokenAudience(s), true
-		}
-		if name, ok := strings.CutPrefix(key, prefix+"claims."); ok {
-			return s.ClaimValue(name)
-		}
-		return nil, false
-	})
-}
-
-// tokenAudience is the audience the session's access token is good for: the configured one,
-// or "userinfo" for a token good only at the provider's /userinfo.
-func tokenAudience(s *session.Session) string {
-	if s.TokenAudience == "" {
-		return "userinfo"
-	}
-	return s.TokenAudience
 }

@@ -9,9 +9,10 @@ import (
 )
 
 // The callback's work that reaches the provider (a code exchange, a key-set fetch for an
-// unknown signature, a userinfo call) can be triggered by anyone with a forged response. A
-// per-client budget keeps one client from spending the site's quota at the provider: a burst
-// of callbackBurst, refilled at one every callbackRefill.
+// unknown signature, a userinfo call) can be triggered by anyone with a forged response. Two
+// per-client budgets keep one client from spending the site's quota at the provider, each a
+// burst of callbackBurst refilled at one every callbackRefill: one spent by every unsolicited
+// response, one spent only by a browser's own logins that fail at the provider.
 const (
 	callbackBurst  = 20
 	callbackRefill = 3 * time.Second
@@ -42,6 +43,15 @@ func newCallbackLimiter() *callbackLimiter {
 		l.shards[i].buckets = make(map[string]bucket)
 	}
 	return l
+}
+
+// ready reports whether the client has a token to spend, spending none.
+func (l *callbackLimiter) ready(client string, now time.Time) bool {
+	sh := &l.shards[maphash.String(l.seed, client)%uint64(len(l.shards))]
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	b, ok := sh.buckets[client]
+	return !ok || b.tokens+float64(now.Sub(b.when))/float64(callbackRefill) >= 1
 }
 
 // allow spends one token of the client's budget, reporting false when it is spent.
@@ -91,12 +101,33 @@ func limitKey(ip string) string {
 	return parsed.Mask(net.CIDRMask(64, 128)).String() + "/64"
 }
 
-// admitCallback spends a token of the request's client, or refuses with 429.
-func (h *Handler) admitCallback(r *http.Request) error {
-	if h.limiter.allow(limitKey(clientIP(r)), h.now()) {
+// admitUnsolicited spends a token of the client's budget for responses that answer no login
+// of this browser, or refuses with 429. Those are what a forged or planted callback is, so
+// they never spend the budget of a browser completing its own login.
+func (h *Handler) admitUnsolicited(r *http.Request) error {
+	if h.unsolicitedLimit.allow(limitKey(clientIP(r)), h.now()) {
 		return nil
 	}
-	e := loginFailed(errTooManyAttempts, "too many callbacks from this client")
+	return tooManyCallbacks("too many unsolicited callbacks from this client")
+}
+
+// admitSolicited refuses with 429 a browser's own login when its client's recent logins
+// failed at the provider too often (forged codes with attempts of its own). It spends
+// nothing: only a failure does (chargeFailure), so a busy office signing in is never refused.
+func (h *Handler) admitSolicited(r *http.Request) error {
+	if h.failureLimit.ready(limitKey(clientIP(r)), h.now()) {
+		return nil
+	}
+	return tooManyCallbacks("too many failed sign-ins from this client")
+}
+
+// chargeFailure spends a token of the client's failure budget.
+func (h *Handler) chargeFailure(r *http.Request) {
+	h.failureLimit.allow(limitKey(clientIP(r)), h.now())
+}
+
+func tooManyCallbacks(reason string) *refusal {
+	e := loginFailed(errTooManyAttempts, reason)
 	e.retryAfter = int(callbackRefill.Seconds())
 	return e
 }

@@ -126,6 +126,18 @@ func (h *Handler) takeAttempt(w http.ResponseWriter, r *http.Request, state stri
 	return &a, true
 }
 
+// consumeAttempt marks a login attempt used in the store, refusing one used before.
+func (h *Handler) consumeAttempt(r *http.Request, info loginState) error {
+	ok, err := h.store.Claim(r.Context(), keyAttempt+info.id, info.issued.Add(attemptTTL+maxIssuedAtSkew))
+	switch {
+	case err != nil:
+		return loginFailed(errStoreUnavailable, "store unavailable: "+err.Error()).causedBy(err)
+	case !ok:
+		return loginFailed(errAttemptUsed, "login attempt already used")
+	}
+	return nil
+}
+
 // safeReturnTo returns target when it is a path on this site, and fallback otherwise. It
 // refuses everything a browser could read as another origin: //host, /\host, schemes, control
 // characters, backslashes, and encodings of those.

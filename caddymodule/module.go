@@ -37,6 +37,10 @@ type Handler struct {
 	RedirectURI string `json:"redirect_uri,omitempty"`
 	// Scopes requested. Default: openid profile email.
 	Scopes []string `json:"scopes,omitempty"`
+	// How the client authenticates at the token endpoint: client_secret_basic,
+	// client_secret_post, or auto (what the provider's discovery document lists, preferring
+	// client_secret_basic). Default: auto.
+	ClientAuthMethod string `json:"client_auth_method,omitempty"`
 	// Sent as the `audience` authorization parameter (Auth0) when set. An access token is
 	// forwarded upstream only when it verifies for this audience. Default: none.
 	Audience string `json:"audience,omitempty"`
@@ -84,10 +88,11 @@ type Handler struct {
 	keep         []string // claims kept in the session
 	store        store.Store
 	ownStore     *MemoryStore // the default store, when no store module is configured
-	limiter      *callbackLimiter
-	logger       *zap.Logger
-	audit        *zap.Logger
-	now          func() time.Time
+	// per-client budgets of callbacks that reach the provider (limiter.go)
+	unsolicitedLimit, failureLimit *callbackLimiter
+	logger                         *zap.Logger
+	audit                          *zap.Logger
+	now                            func() time.Time
 }
 
 // CookieConfig sets the session cookie's name and attributes.
@@ -184,8 +189,8 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return err
 	}
 	h.provider = newProvider(ctx, providerConfig{issuer: h.Issuer, clientID: h.ClientID, clientSecret: h.ClientSecret,
-		audience: h.Audience, scopes: h.Scopes, now: clock, logger: h.logger})
-	h.limiter = newCallbackLimiter()
+		audience: h.Audience, scopes: h.Scopes, clientAuth: clientAuths[h.ClientAuthMethod], now: clock, logger: h.logger})
+	h.unsolicitedLimit, h.failureLimit = newCallbackLimiter(), newCallbackLimiter()
 	return nil
 }
 

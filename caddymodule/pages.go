@@ -53,6 +53,8 @@ var (
 		"This browser no longer has the sign-in it started: cookies may be blocked, or the attempt expired.", ""}
 	errAttemptExpired = &pageError{http.StatusBadRequest, "attempt_expired", "Sign-in took too long",
 		"The sign-in attempt expired before it was completed.", ""}
+	errAttemptUsed = &pageError{http.StatusBadRequest, "attempt_used", "Sign-in could not be completed",
+		"This sign-in response was already used. Sign in again.", ""}
 	errDenied = &pageError{http.StatusForbidden, "access_denied", "Access denied",
 		"You are signed in, but this site does not admit your account.", ""}
 	errImpersonationRefused = &pageError{http.StatusForbidden, "impersonation_refused", "Impersonation refused",
@@ -71,6 +73,8 @@ var (
 		"This request came from another site.", ""}
 	errStoreUnavailable = &pageError{http.StatusServiceUnavailable, "store_unavailable", "Sign-in is unavailable",
 		"This site cannot check sign-ins right now. Please try again in a moment.", ""}
+	errManagedTrailer = &pageError{http.StatusBadRequest, "bad_request", "Bad request",
+		"This request announces trailer fields that this site does not accept.", ""}
 	errInternal = &pageError{http.StatusInternalServerError, "internal_error", "Something went wrong",
 		"This site could not complete the request.", ""}
 )

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -63,6 +64,7 @@ type providerConfig struct {
 	issuer, clientID, clientSecret string
 	audience                       string // "" = access tokens are never checked for an audience
 	scopes                         []string
+	clientAuth                     clientAuth
 	now                            func() time.Time
 	logger                         *zap.Logger
 }
@@ -125,7 +127,8 @@ func (p *provider) discover() (*discovered, error) {
 		return nil, err
 	}
 	var meta struct {
-		EndSession string `json:"end_session_endpoint"`
+		EndSession  string   `json:"end_session_endpoint"`
+		AuthMethods []string `json:"token_endpoint_auth_methods_supported"`
 	}
 	if err := op.Claims(&meta); err != nil {
 		return nil, fmt.Errorf("decoding discovery document: %w", err)
@@ -139,7 +142,7 @@ func (p *provider) discover() (*discovered, error) {
 		userinfoURL:   op.UserInfoEndpoint(),
 		endSessionURL: meta.EndSession,
 	}
-	d.endpoint.AuthStyle = oauth2.AuthStyleInHeader
+	d.endpoint.AuthStyle = p.cfg.clientAuth.style(meta.AuthMethods)
 	if p.cfg.audience != "" {
 		d.atVerifier = op.VerifierContext(p.ctx, &oidc.Config{ClientID: p.cfg.audience, Now: p.cfg.now})
 	}
@@ -191,4 +194,31 @@ func (p *provider) logoutURL(d *discovered, returnTo, idTokenHint string) string
 func isAuth0(issuer string) bool {
 	u, err := url.Parse(issuer)
 	return err == nil && strings.HasSuffix(u.Hostname(), ".auth0.com")
+}
+
+// clientAuth is how the client authenticates at the token endpoint.
+type clientAuth uint8
+
+const (
+	clientAuthAuto  clientAuth = iota // as the discovery document says, preferring HTTP Basic
+	clientAuthBasic                   // client_secret_basic
+	clientAuthPost                    // client_secret_post
+)
+
+var clientAuths = map[string]clientAuth{"": clientAuthAuto, "auto": clientAuthAuto,
+	"client_secret_basic": clientAuthBasic, "client_secret_post": clientAuthPost}
+
+// style is the oauth2 authentication style for a provider that supports methods (from its
+// token_endpoint_auth_methods_supported; none listed means client_secret_basic, the default
+// of OpenID Connect Discovery).
+func (a clientAuth) style(methods []string) oauth2.AuthStyle {
+	switch {
+	case a == clientAuthPost:
+		return oauth2.AuthStyleInParams
+	case a == clientAuthBasic, len(methods) == 0, slices.Contains(methods, "client_secret_basic"):
+		return oauth2.AuthStyleInHeader
+	case slices.Contains(methods, "client_secret_post"):
+		return oauth2.AuthStyleInParams
+	}
+	return oauth2.AuthStyleInHeader
 }

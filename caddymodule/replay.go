@@ -9,6 +9,7 @@ import (
 
 // Key prefixes in the store, one per kind of thing remembered.
 const (
+	keyAttempt     = "attempt\x00"     // a login attempt, once its callback arrived
 	keyCode        = "code\x00"        // a redeemed authorization code
 	keyIDToken     = "idtoken\x00"     // an ID token of an unsolicited response
 	keyAccessToken = "accesstoken\x00" // an access token posted without a code

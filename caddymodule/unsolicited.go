@@ -27,7 +27,7 @@ func (h *Handler) completeUnsolicited(w http.ResponseWriter, r *http.Request, pa
 	if reason := h.checkUnsolicitedState(params.Get("state"), now); reason != "" {
 		return impersonationDenied(reason)
 	}
-	if err := h.admitCallback(r); err != nil {
+	if err := h.admitUnsolicited(r); err != nil {
 		return err
 	}
 	v, err := h.verifier(r)

@@ -41,6 +41,9 @@ func (h *Handler) validate() error {
 	if h.Cookie.Name != strings.Map(cookieNameRune, h.Cookie.Name) {
 		return fmt.Errorf("oidc_auth cookie name %q: use letters, digits, '_' and '-' only", h.Cookie.Name)
 	}
+	if _, ok := clientAuths[h.ClientAuthMethod]; !ok {
+		return fmt.Errorf("oidc_auth client_auth_method %q: want client_secret_basic, client_secret_post or auto", h.ClientAuthMethod)
+	}
 	var ok bool
 	if h.unauthMode, ok = unauthenticatedModes[h.Unauthenticated]; !ok {
 		return fmt.Errorf("oidc_auth unauthenticated %q: want redirect or deny", h.Unauthenticated)

@@ -69,6 +69,9 @@ func (v *verification) idToken(raw string, now time.Time) (*oidc.IDToken, error)
 	switch {
 	case err != nil:
 		return nil, loginFailed(errBadCallback, "ID token does not verify").causedBy(err)
+	case idt.IssuedAt.IsZero():
+		// OpenID Connect Core §2 makes iat required; without it freshness cannot be judged.
+		return nil, loginFailed(errBadCallback, "ID token has no iat")
 	case idt.IssuedAt.After(now.Add(maxIssuedAtSkew)):
 		return nil, loginFailed(errBadCallback, "ID token issued in the future")
 	case idt.Subject == "":
