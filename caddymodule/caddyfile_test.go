@@ -37,6 +37,7 @@ func updateGoldens() bool {
 func boolPtr(b bool) *bool { return &b }
 
 func TestUnmarshalCaddyfileReadsEveryOption(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name  string
 		input string
@@ -177,6 +178,7 @@ func TestUnmarshalCaddyfileReadsEveryOption(t *testing.T) {
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
 			var got Handler
 			if err := got.UnmarshalCaddyfile(caddyfile.NewTestDispenser(tc.input)); err != nil {
 				t.Fatalf("UnmarshalCaddyfile: %v", err)
@@ -191,6 +193,7 @@ func TestUnmarshalCaddyfileReadsEveryOption(t *testing.T) {
 }
 
 func TestUnmarshalCaddyfileRefusesMistakes(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name  string
 		input string
@@ -276,6 +279,7 @@ func TestUnmarshalCaddyfileRefusesMistakes(t *testing.T) {
 			"email takes exactly one value, at Testfile:3"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
 			var h Handler
 			err := h.UnmarshalCaddyfile(caddyfile.NewTestDispenser(tc.input))
 			if err == nil || err.Error() != tc.want {
@@ -288,6 +292,7 @@ func TestUnmarshalCaddyfileRefusesMistakes(t *testing.T) {
 // TestCaddyfilesAdaptToTheGoldenJSON adapts each testdata/NAME.caddyfile as `caddy adapt`
 // would and compares it with testdata/NAME.json; -update rewrites the JSON.
 func TestCaddyfilesAdaptToTheGoldenJSON(t *testing.T) {
+	t.Parallel()
 	inputs, err := filepath.Glob(filepath.Join("testdata", "*.caddyfile"))
 	if err != nil {
 		t.Fatal(err)
@@ -298,6 +303,7 @@ func TestCaddyfilesAdaptToTheGoldenJSON(t *testing.T) {
 	for _, in := range inputs {
 		name := strings.TrimSuffix(filepath.Base(in), ".caddyfile")
 		t.Run(name+" adapts to its golden JSON", func(t *testing.T) {
+			t.Parallel()
 			body, err := os.ReadFile(in)
 			if err != nil {
 				t.Fatal(err)
@@ -336,6 +342,7 @@ func TestCaddyfilesAdaptToTheGoldenJSON(t *testing.T) {
 // TestTheGoldenHandlerJSONDecodesStrictly checks that the adapted handler config names only
 // fields the Handler has, so no option is lost between Caddyfile and JSON.
 func TestTheGoldenHandlerJSONDecodesStrictly(t *testing.T) {
+	t.Parallel()
 	body, err := os.ReadFile(filepath.Join("testdata", "full.json"))
 	if err != nil {
 		t.Fatal(err)

@@ -10,6 +10,7 @@ import (
 )
 
 func TestJoinGroupsLeavesOutGroupsWithCommas(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name   string
 		groups []string
@@ -20,6 +21,7 @@ func TestJoinGroupsLeavesOutGroupsWithCommas(t *testing.T) {
 		{"control characters cannot split the header", []string{"a\r\nX-Evil: 1"}, "a  X-Evil: 1"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
 			if got := joinGroups(tc.groups); got != tc.want {
 				t.Errorf("joinGroups(%q) = %q, want %q", tc.groups, got, tc.want)
 			}
@@ -28,6 +30,7 @@ func TestJoinGroupsLeavesOutGroupsWithCommas(t *testing.T) {
 }
 
 func TestTheIDTokenOfAnImpersonatedSessionIsNotForwarded(t *testing.T) {
+	t.Parallel()
 	p := newHeaderPlan(&HeadersConfig{IDToken: "X-Id-Token"})
 	for _, imp := range []bool{false, true} {
 		h := http.Header{}
@@ -39,6 +42,7 @@ func TestTheIDTokenOfAnImpersonatedSessionIsNotForwarded(t *testing.T) {
 }
 
 func TestSameOriginComparesHostsOnly(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name    string
 		tls     bool
@@ -54,6 +58,7 @@ func TestSameOriginComparesHostsOnly(t *testing.T) {
 		{"same-site is not same-origin", false, map[string]string{"Sec-Fetch-Site": "same-site"}, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
 			r := httptest.NewRequest(http.MethodPost, "http://app.example/oauth2/confirm", nil)
 			if tc.tls {
 				r.TLS = &tls.ConnectionState{}
@@ -69,6 +74,7 @@ func TestSameOriginComparesHostsOnly(t *testing.T) {
 }
 
 func TestStatesMintedUnderAnOldSecretStillOpenAfterRotation(t *testing.T) {
+	t.Parallel()
 	old := stateHandler(unitSecretOld)
 	state, _ := old.states.mintLogin(unitNow)
 	signed, _ := mintSignedState(old, unitNow, "auth0|admin")

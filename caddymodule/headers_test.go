@@ -16,6 +16,7 @@ import (
 )
 
 func TestStripRemovesEveryManagedHeaderInEverySpelling(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name     string
 		cfg      HeadersConfig
@@ -95,6 +96,7 @@ func TestStripRemovesEveryManagedHeaderInEverySpelling(t *testing.T) {
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
 			p := newHeaderPlan(&tc.cfg)
 			h := tc.incoming.Clone()
 			p.strip(h)
@@ -116,6 +118,7 @@ func TestStripRemovesEveryManagedHeaderInEverySpelling(t *testing.T) {
 }
 
 func TestNewHeaderPlanManagesTheDefaultsAndEveryConfiguredName(t *testing.T) {
+	t.Parallel()
 	p := newHeaderPlan(&HeadersConfig{User: "X-Remote-User", AccessToken: "authorization",
 		Claims: []HeaderClaim{{Claim: "department", Header: "x-department"}}})
 	want := []string{"X-Remote-User", "X-Forwarded-Email", "X-Forwarded-Preferred-Username", "X-Forwarded-Groups",
@@ -130,6 +133,7 @@ func TestNewHeaderPlanManagesTheDefaultsAndEveryConfiguredName(t *testing.T) {
 }
 
 func TestSetWritesTheSessionsIdentity(t *testing.T) {
+	t.Parallel()
 	plain := &session.Session{
 		ID: "sid", Subject: "auth0|alice", Email: "alice@example.com", PreferredUsername: "alice",
 		Groups: []string{"staff", "admins"}, Claims: []session.Claim{{Name: "department", Value: "engineering"}},
@@ -204,6 +208,7 @@ func TestSetWritesTheSessionsIdentity(t *testing.T) {
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
 			p := newHeaderPlan(&tc.cfg)
 			h := http.Header{}
 			p.set(h, tc.s)
@@ -215,6 +220,7 @@ func TestSetWritesTheSessionsIdentity(t *testing.T) {
 }
 
 func TestSetValuesDoNotAliasEachOther(t *testing.T) {
+	t.Parallel()
 	p := newHeaderPlan(&HeadersConfig{})
 	h := http.Header{}
 	p.set(h, fullSession())
@@ -225,6 +231,7 @@ func TestSetValuesDoNotAliasEachOther(t *testing.T) {
 }
 
 func TestPlaceholdersPublishTheSession(t *testing.T) {
+	t.Parallel()
 	withAudience := &session.Session{
 		ID: "sid-1", Subject: "auth0|alice", Email: "alice@example.com", Name: "Alice A.",
 		PreferredUsername: "alice", Groups: []string{"staff", "admins"},
@@ -265,6 +272,7 @@ func TestPlaceholdersPublishTheSession(t *testing.T) {
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
 			repl := caddy.NewReplacer()
 			publishPlaceholders(repl, tc.s)
 			for key, want := range tc.want {
@@ -333,6 +341,7 @@ func (w *discardWriter) Write(b []byte) (int, error) { return len(b), nil }
 func (w *discardWriter) WriteHeader(int)             {}
 
 func TestServeHTTPLetsAnAuthenticatedRequestThroughWithItsIdentity(t *testing.T) {
+	t.Parallel()
 	h := hotPathHandler(t)
 	_, cookie := hotPathSession(h)
 	r := httptest.NewRequest(http.MethodGet, "https://app.example.com/dashboard", nil)

@@ -12,6 +12,7 @@ import (
 func durationOf(d time.Duration) caddy.Duration { return caddy.Duration(d) }
 
 func TestImpersonationPolicyDefaults(t *testing.T) {
+	t.Parallel()
 	off := false
 	for _, tc := range []struct {
 		name string
@@ -29,6 +30,7 @@ func TestImpersonationPolicyDefaults(t *testing.T) {
 				stateValue: "0123456789abcdef", confirm: false, maxAge: time.Minute, lifetime: 10 * time.Minute, landing: "/home"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
 			p, err := newImpersonationPolicy(&tc.cfg)
 			if err != nil {
 				t.Fatalf("newImpersonationPolicy: %v", err)
@@ -42,6 +44,7 @@ func TestImpersonationPolicyDefaults(t *testing.T) {
 }
 
 func TestNewImpersonationPolicyRefusesBadConfiguration(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name string
 		cfg  ImpersonationConfig
@@ -65,6 +68,7 @@ func TestNewImpersonationPolicyRefusesBadConfiguration(t *testing.T) {
 		{"a non-boolean expression is refused", ImpersonationConfig{Expression: `impersonator.email`}, `expression "impersonator.email" is dyn, not boolean`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
 			p, err := newImpersonationPolicy(&tc.cfg)
 			if err == nil || !strings.HasPrefix(err.Error(), tc.want) {
 				t.Fatalf("newImpersonationPolicy = (%v, %v), want an error starting %q", p, err, tc.want)

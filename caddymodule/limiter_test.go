@@ -7,6 +7,7 @@ import (
 )
 
 func TestCallbackLimiter(t *testing.T) {
+	t.Parallel()
 	now := time.Unix(1_800_000_000, 0)
 	l := newCallbackLimiter()
 	for i := 0; i < callbackBurst; i++ {
@@ -29,6 +30,7 @@ func TestCallbackLimiter(t *testing.T) {
 }
 
 func TestLimitKeyGroupsAnIPv6Prefix(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct{ ip, want string }{
 		{"192.0.2.7", "192.0.2.7"},
 		{"2001:db8:1:2:aaaa::1", "2001:db8:1:2::/64"},
@@ -42,6 +44,7 @@ func TestLimitKeyGroupsAnIPv6Prefix(t *testing.T) {
 }
 
 func TestTheLimiterForgetsIdleClientsWhenFull(t *testing.T) {
+	t.Parallel()
 	now := time.Unix(1_800_000_000, 0)
 	l := newCallbackLimiter()
 	for i := 0; i < 16*maxLimitedClients*2; i++ {

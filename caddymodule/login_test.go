@@ -12,6 +12,7 @@ import (
 )
 
 func TestSafeReturnToRefusesEveryWayOffTheSite(t *testing.T) {
+	t.Parallel()
 	const fallback = "/fallback"
 	for _, tc := range []struct {
 		name   string
@@ -50,6 +51,7 @@ func TestSafeReturnToRefusesEveryWayOffTheSite(t *testing.T) {
 		{"a target longer than 2048 bytes is refused", "/" + strings.Repeat("a", 2048)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
 			if got := safeReturnTo(tc.target, fallback); got != fallback {
 				t.Fatalf("safeReturnTo(%q) = %q, want the fallback %q", tc.target, got, fallback)
 			}
@@ -58,6 +60,7 @@ func TestSafeReturnToRefusesEveryWayOffTheSite(t *testing.T) {
 }
 
 func TestSafeReturnToKeepsPathsOnTheSite(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name   string
 		target string
@@ -73,6 +76,7 @@ func TestSafeReturnToKeepsPathsOnTheSite(t *testing.T) {
 		{"a target of exactly 2048 bytes is kept", "/" + strings.Repeat("a", 2047)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
 			if got := safeReturnTo(tc.target, "/fallback"); got != tc.target {
 				t.Fatalf("safeReturnTo(%q) = %q, want it unchanged", tc.target, got)
 			}
@@ -86,6 +90,7 @@ func stateHandler(secret string) *Handler {
 }
 
 func TestAMintedStateParsesWithItsTimeAndID(t *testing.T) {
+	t.Parallel()
 	h := stateHandler(unitSecretNew)
 	at := unitNow.Add(750 * time.Millisecond)
 	state, info := h.states.mintLogin(at)
@@ -111,9 +116,11 @@ func TestAMintedStateParsesWithItsTimeAndID(t *testing.T) {
 }
 
 func TestAStateThatIsNotOursIsRefused(t *testing.T) {
+	t.Parallel()
 	h := stateHandler(unitSecretNew)
 	state, _ := h.states.mintLogin(unitNow)
 	t.Run("every changed character makes a state not ours", func(t *testing.T) {
+		t.Parallel()
 		for i := 0; i < len(state); i++ {
 			for _, c := range []byte{'A', 'z', '-', '_', '0'} {
 				if state[i] == c {
@@ -143,6 +150,7 @@ func TestAStateThatIsNotOursIsRefused(t *testing.T) {
 		{"a signed impersonation state is not a login state", h, "i." + strings.Repeat("A", 59)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
 			if info, ok := tc.h.states.openLogin(tc.state); ok || info != (loginState{}) {
 				t.Fatalf("parseState(%q) = (%+v, %v), want not ours", tc.state, info, ok)
 			}
@@ -160,6 +168,7 @@ func mintSignedState(h *Handler, issued time.Time, minter string) (string, []byt
 // A signed state is single use: the store remembers the state string. So only its one
 // canonical spelling may parse, or a used state could be replayed in another spelling.
 func TestASignedStateParsesOnlyInItsCanonicalSpelling(t *testing.T) {
+	t.Parallel()
 	h := stateHandler(unitSecretNew)
 	state, _ := mintSignedState(h, unitNow, "auth0|admin")
 	info, ok := h.states.openSigned(state)
@@ -190,6 +199,7 @@ func TestASignedStateParsesOnlyInItsCanonicalSpelling(t *testing.T) {
 		{"a login state is not a signed state", func() string { s, _ := h.states.mintLogin(unitNow); return s }()},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
 			if tc.state == state {
 				t.Fatalf("the variant equals the original")
 			}
@@ -201,6 +211,7 @@ func TestASignedStateParsesOnlyInItsCanonicalSpelling(t *testing.T) {
 }
 
 func TestAnAttemptSurvivesMarshalAndUnmarshal(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name string
 		a    attempt
@@ -211,6 +222,7 @@ func TestAnAttemptSurvivesMarshalAndUnmarshal(t *testing.T) {
 		{"an attempt issued before 1970 round-trips", attempt{State: "s", Issued: time.Unix(-1, 0)}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
 			var got attempt
 			if !got.unmarshal(tc.a.marshal()) {
 				t.Fatalf("unmarshal refused %+v", tc.a)
@@ -224,6 +236,7 @@ func TestAnAttemptSurvivesMarshalAndUnmarshal(t *testing.T) {
 }
 
 func TestAttemptUnmarshalRefusesGarbage(t *testing.T) {
+	t.Parallel()
 	valid := (&attempt{State: "s", Nonce: "n", Verifier: "v", ReturnTo: "/", Issued: unitNow}).marshal()
 	for _, tc := range []struct {
 		name string
@@ -236,6 +249,7 @@ func TestAttemptUnmarshalRefusesGarbage(t *testing.T) {
 		{"a session is not an attempt", fullSession().Marshal()},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
 			var a attempt
 			if a.unmarshal(tc.b) {
 				t.Fatalf("unmarshal(%x) accepted %+v", tc.b, a)
@@ -243,6 +257,7 @@ func TestAttemptUnmarshalRefusesGarbage(t *testing.T) {
 		})
 	}
 	t.Run("every truncation is refused", func(t *testing.T) {
+		t.Parallel()
 		for n := 0; n < len(valid); n++ {
 			var a attempt
 			if a.unmarshal(valid[:n]) {
@@ -253,6 +268,7 @@ func TestAttemptUnmarshalRefusesGarbage(t *testing.T) {
 }
 
 func TestAnAttemptOpensOnlyAsAnAttempt(t *testing.T) {
+	t.Parallel()
 	s := unitSealer(t, unitSecretNew)
 	a := attempt{State: "st", Nonce: "no", Verifier: "ve", ReturnTo: "/x", Issued: unitNow}
 	v := s.Seal(session.PurposeAttempt, a.marshal(), unitNow.Add(attemptTTL))

@@ -8,6 +8,7 @@ import (
 )
 
 func TestLogoutURL(t *testing.T) {
+	t.Parallel()
 	h := &Handler{provider: &provider{cfg: providerConfig{clientID: "app"}}}
 	for _, tc := range []struct {
 		name       string
@@ -26,6 +27,7 @@ func TestLogoutURL(t *testing.T) {
 		{"a host that merely contains auth0.com is not Auth0", discovered{issuer: "https://auth0.com.evil.example/"}, "", "", nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
 			got := h.provider.logoutURL(&tc.d, "https://site/bye", tc.hint)
 			if tc.wantPrefix == "" {
 				if got != "" {
@@ -45,6 +47,7 @@ func TestLogoutURL(t *testing.T) {
 }
 
 func TestAbsoluteURLFollowsAnAbsoluteRedirectURI(t *testing.T) {
+	t.Parallel()
 	r := httptest.NewRequest(http.MethodGet, "http://internal:8080/oauth2/logout", nil) // TLS ended by a proxy
 	for _, tc := range []struct{ redirectURI, want string }{
 		{"https://app.example.com/oauth2/callback", "https://app.example.com/bye"},

@@ -32,9 +32,11 @@ func discoveryServer(t *testing.T, fail bool) (srv *httptest.Server, hits *atomi
 }
 
 func TestConcurrentRequestsShareOneDiscovery(t *testing.T) {
+	t.Parallel()
 	for _, fail := range []bool{false, true} {
 		name := map[bool]string{false: "a successful discovery", true: "a failed discovery"}[fail]
 		t.Run(name+" is made once for many waiting requests", func(t *testing.T) {
+			t.Parallel()
 			srv, hits, arrived, release := discoveryServer(t, fail)
 			now := time.Unix(1_800_000_000, 0)
 			p := newProvider(context.Background(), providerConfig{issuer: srv.URL, clientID: "app", logger: zap.NewNop(),

@@ -88,6 +88,7 @@ var craftedRequests = []struct{ method, target, contentType, body, cookie string
 }
 
 func TestCraftedRequestsNeverPanicOrFailWith500(t *testing.T) {
+	t.Parallel()
 	h := robustHandler(t)
 	for _, c := range craftedRequests {
 		serveCrafted(t, h, c.method, c.target, c.contentType, c.body, c.cookie)

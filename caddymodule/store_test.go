@@ -12,6 +12,7 @@ import (
 )
 
 func TestLoadStoreSharesOneStorePerKeyUntilReleased(t *testing.T) {
+	t.Parallel()
 	key := "https://idp.example.com/\x00" + t.Name()
 	a, err := loadStore(key)
 	if err != nil {
@@ -64,6 +65,7 @@ func TestTheStoreOptionLoadsAStoreModule(t *testing.T) {
 		{"the memory store takes no options", "oidc_auth {\n store memory {\n size 10\n }\n}", "", `unrecognized memory store option "size"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
 			var h Handler
 			err := h.UnmarshalCaddyfile(caddyfile.NewTestDispenser(tc.input))
 			if tc.wantErr != "" {
@@ -80,6 +82,7 @@ func TestTheStoreOptionLoadsAStoreModule(t *testing.T) {
 }
 
 func TestAConfiguredMemoryStoreIsSharedLikeTheDefault(t *testing.T) {
+	t.Parallel()
 	provision := func(raw string) *Handler {
 		h := &Handler{Issuer: "https://idp.example.com/", ClientID: t.Name(), SessionSecrets: []string{testSecret},
 			StoreRaw: json.RawMessage(raw)}
