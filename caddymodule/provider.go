@@ -65,12 +65,16 @@ type providerConfig struct {
 	audience                       string // "" = access tokens are never checked for an audience
 	scopes                         []string
 	clientAuth                     clientAuth
+	timeout                        time.Duration // bounds every call; 0 = providerTimeout
 	now                            func() time.Time
 	logger                         *zap.Logger
 }
 
 func newProvider(ctx context.Context, cfg providerConfig) *provider {
-	client := &http.Client{Timeout: providerTimeout}
+	if cfg.timeout == 0 {
+		cfg.timeout = providerTimeout
+	}
+	client := &http.Client{Timeout: cfg.timeout}
 	return &provider{cfg: cfg, ctx: oidc.ClientContext(ctx, client), client: client}
 }
 
@@ -120,7 +124,7 @@ func (p *provider) run(call *discovery) {
 }
 
 func (p *provider) discover() (*discovered, error) {
-	ctx, cancel := context.WithTimeout(p.ctx, providerTimeout)
+	ctx, cancel := context.WithTimeout(p.ctx, p.cfg.timeout)
 	defer cancel()
 	op, err := oidc.NewProvider(ctx, p.cfg.issuer)
 	if err != nil {

@@ -37,7 +37,7 @@ func (h *Handler) verifier(r *http.Request) (*verification, error) {
 	if err != nil {
 		return nil, loginFailed(errUnreachable, "provider unreachable").causedBy(err)
 	}
-	ctx, cancel := context.WithTimeout(h.provider.clientContext(r.Context()), providerTimeout)
+	ctx, cancel := context.WithTimeout(h.provider.clientContext(r.Context()), h.provider.cfg.timeout)
 	v := &verification{p: h.provider, d: d, ctx: ctx, close: cancel, redirectURL: h.redirectURL(r),
 		groupsClaim: h.groupsClaim()}
 	if h.imp != nil {
@@ -67,6 +67,9 @@ func (v *verification) exchange(code string, opts ...oauth2.AuthCodeOption) (*oa
 func (v *verification) idToken(raw string, now time.Time) (*oidc.IDToken, error) {
 	idt, err := v.d.idVerifier.Verify(v.ctx, raw)
 	switch {
+	case err != nil && keysUnavailable(err):
+		v.p.cfg.logger.Warn("fetching the provider's keys", zap.Error(err))
+		return nil, loginFailed(errUnreachable, "provider keys unavailable").causedBy(err)
 	case err != nil:
 		return nil, loginFailed(errBadCallback, "ID token does not verify").causedBy(err)
 	case idt.IssuedAt.IsZero():
@@ -78,6 +81,13 @@ func (v *verification) idToken(raw string, now time.Time) (*oidc.IDToken, error)
 		return nil, loginFailed(errBadCallback, "ID token has no subject")
 	}
 	return idt, nil
+}
+
+// keysUnavailable tells a key set that could not be fetched (the provider's trouble) from a
+// token that does not verify (the response's).
+func keysUnavailable(err error) bool {
+	var ue *url.Error
+	return errors.As(err, &ue) || errors.Is(err, context.DeadlineExceeded) || strings.Contains(err.Error(), "fetching keys")
 }
 
 // forAudience reports whether the access token is a JWT, signed by the provider, for the

@@ -69,6 +69,9 @@ func (s *Server) faulty(endpoint string, h http.HandlerFunc) http.HandlerFunc {
 			if s.hanging != nil {
 				s.hanging(r)
 			}
+			// The server notices the client going away only once the body has been read:
+			// without this, a POST (the token endpoint) would hang until the server closes.
+			_, _ = io.Copy(io.Discard, http.MaxBytesReader(w, r.Body, maxBody))
 			<-r.Context().Done()
 		case is(fault500):
 			http.Error(w, "Internal Server Error", http.StatusInternalServerError)
