@@ -1,0 +1,171 @@
+package caddymodule
+
+import (
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// Header spoofing: every managed header — the defaults, a renamed one, one turned off, a
+// claim's, the ID token's and Authorization when the access token would use it — forged in
+// every spelling, on every endpoint and a protected path, with and without a session. The
+// application must never see a client-supplied value, and no page may reflect one.
+
+// advHeaderConfig renames the user header, turns the email header off, and adds headers
+// for a claim, the ID token and the access token, with impersonation on.
+func advHeaderConfig(c *Handler) {
+	c.Headers = &HeadersConfig{User: "X-Remote-User", Email: "off", AccessToken: "Authorization",
+		IDToken: "X-Id-Token", Claims: []HeaderClaim{{Claim: "roles", Header: "X-Forwarded-Roles"}}}
+	c.Impersonation = &ImpersonationConfig{}
+}
+
+// advHeaderNames are the headers advHeaderConfig manages.
+var advHeaderNames = slices.Concat(advDefaultHeaders,
+	[]string{"X-Remote-User", "Authorization", "X-Id-Token", "X-Forwarded-Roles"})
+
+// What the application must see of alice's own session, and of alice impersonated by
+// admin, under advHeaderConfig ("" = absent). The impersonator's email is left out: whether
+// Auth0's unverified one is forwarded, and under which header, is the module's choice; that it
+// is never a forged one is checked for every header.
+var (
+	advAliceHeaders = map[string]string{
+		"X-Remote-User": "auth0|alice", "X-Forwarded-User": "", "X-Forwarded-Email": "",
+		"X-Forwarded-Preferred-Username": "alice", "X-Forwarded-Groups": "staff", "X-Forwarded-Roles": "user",
+		"X-Forwarded-Impersonated": "false", "X-Forwarded-Impersonator": "", "X-Forwarded-Impersonator-Email": "",
+		"Authorization": "",
+	}
+	advAliceAsAdminHeaders = map[string]string{
+		"X-Remote-User": "auth0|alice", "X-Forwarded-User": "", "X-Forwarded-Email": "",
+		"X-Forwarded-Impersonated": "true", "X-Forwarded-Impersonator": "auth0|admin",
+		"Authorization": "", "X-Id-Token": "",
+	}
+)
+
+func advSignIn(user string) func(*harness, *advReq) {
+	return func(h *harness, _ *advReq) { h.login(user) }
+}
+
+func advSignInImpersonated(h *harness, _ *advReq) { h.advImpersonate() }
+
+func TestAdversarialHeaderSpoofing(t *testing.T) {
+	post := func(path string) advReq {
+		return advReq{method: http.MethodPost, path: path, origin: "self"}
+	}
+	for _, tc := range []struct {
+		name    string
+		cfg     func(*Handler) // after advHeaderConfig
+		setup   func(*harness, *advReq)
+		req     advReq
+		want    advWant
+		headers map[string]string // on a pass-through, what the application sees
+		body    string            // a substring the answer carries
+	}{
+		{name: "a protected path, no session, an API call",
+			req:  advReq{path: "/app", header: [][2]string{{"Accept", "application/json"}}},
+			want: advWant{status: http.StatusUnauthorized}},
+		{name: "a protected path, no session, a navigation",
+			req: advReq{path: "/app"}, want: advWant{status: http.StatusFound}},
+		{name: "a protected path, no session, unauthenticated deny",
+			cfg: func(c *Handler) { c.Unauthenticated = "deny" },
+			req: advReq{path: "/app"}, want: advWant{status: http.StatusUnauthorized}},
+		{name: "a protected path with a session", setup: advSignIn("alice"),
+			req: advReq{path: "/app"}, want: advWant{status: http.StatusOK, reaches: true}, headers: advAliceHeaders},
+		{name: "a protected path with a session, HEAD", setup: advSignIn("alice"),
+			req: advReq{method: http.MethodHead, path: "/app"}, want: advWant{status: http.StatusOK, reaches: true},
+			headers: advAliceHeaders},
+		{name: "a protected path with a session, a form POST", setup: advSignIn("alice"),
+			req:  advReq{method: http.MethodPost, path: "/app/form", body: "X-Forwarded-User=" + advForged},
+			want: advWant{status: http.StatusOK, reaches: true}, headers: advAliceHeaders},
+		{name: "a protected path with an impersonated session", setup: advSignInImpersonated,
+			req: advReq{path: "/app"}, want: advWant{status: http.StatusOK, reaches: true}, headers: advAliceAsAdminHeaders},
+		{name: "a path under the prefix that is no endpoint, with a session", setup: advSignIn("alice"),
+			req: advReq{path: "/oauth2/elsewhere"}, want: advWant{status: http.StatusOK, reaches: true}, headers: advAliceHeaders},
+		{name: "Connection naming the managed headers, with a session", setup: advSignIn("alice"),
+			req:  advReq{path: "/app", header: [][2]string{{"Connection", "X-Remote-User, x_forwarded_impersonator, X-Forwarded-Roles"}}},
+			want: advWant{status: http.StatusOK, reaches: true}, headers: advAliceHeaders},
+		{name: "a session without an email, the email header on",
+			cfg:   func(c *Handler) { c.Headers.Email = ""; c.Scopes = []string{"openid", "profile"} },
+			setup: advSignIn("alice"), req: advReq{path: "/app"},
+			want: advWant{status: http.StatusOK, reaches: true}, headers: map[string]string{"X-Forwarded-Email": ""}},
+		{name: "a session without groups", setup: advSignIn("mallory"), req: advReq{path: "/app"},
+			want: advWant{status: http.StatusOK, reaches: true}, headers: map[string]string{"X-Forwarded-Groups": "",
+				"X-Forwarded-Roles": "", "X-Remote-User": "auth0|mallory"}},
+		{name: "a whole login, the forged headers resent on every redirect",
+			req:  advReq{path: "/app", follow: true},
+			want: advWant{status: http.StatusOK, events: evLogin, reaches: true}, headers: advAliceHeaders},
+		{name: "the callback without parameters (the relay page)",
+			req: advReq{path: "/oauth2/callback"}, want: advWant{status: http.StatusOK}, body: `id="relay"`},
+		{name: "the callback with a forged code",
+			req:  advReq{path: "/oauth2/callback?code=" + advForged},
+			want: advWant{status: http.StatusForbidden, events: evImpersonationDenied, reason: "code refused by the provider"}},
+		{name: "the callback with a forged code, with a session", setup: advSignIn("alice"),
+			req:  advReq{path: "/oauth2/callback?code=" + advForged},
+			want: advWant{status: http.StatusForbidden, events: evImpersonationDenied, reason: "code refused by the provider"}},
+		{name: "the callback with posted tokens",
+			req: advReq{method: http.MethodPost, path: "/oauth2/callback",
+				body: url.Values{"id_token": {"a.b.c"}, "access_token": {advForged}}.Encode()},
+			want: advWant{status: http.StatusForbidden, events: evImpersonationDenied, reason: "ID token does not verify"}},
+		{name: "start", req: advReq{path: "/oauth2/start?rd=/app"}, want: advWant{status: http.StatusFound}},
+		{name: "start with a session", setup: advSignIn("alice"),
+			req: advReq{path: "/oauth2/start?rd=/app"}, want: advWant{status: http.StatusFound}},
+		{name: "logout with a session", setup: advSignIn("alice"),
+			req: advReq{path: "/oauth2/logout"}, want: advWant{status: http.StatusFound, events: evLogout}},
+		{name: "logout without a session",
+			req: advReq{path: "/oauth2/logout"}, want: advWant{status: http.StatusFound}},
+		{name: "userinfo without a session",
+			req: advReq{path: "/oauth2/userinfo"}, want: advWant{status: http.StatusUnauthorized}},
+		{name: "userinfo with a session", setup: advSignIn("alice"),
+			req: advReq{path: "/oauth2/userinfo"}, want: advWant{status: http.StatusOK}, body: `"sub":"auth0|alice"`},
+		{name: "userinfo with an impersonated session", setup: advSignInImpersonated,
+			req: advReq{path: "/oauth2/userinfo"}, want: advWant{status: http.StatusOK}, body: `"impersonator":{"id":"auth0|admin"`},
+		{name: "confirm without its cookie", req: post("/oauth2/confirm"),
+			want: advWant{status: http.StatusBadRequest, events: evImpersonationDenied, reason: "cookie missing"}},
+		{name: "confirm, Continue with the right token",
+			setup: func(h *harness, r *advReq) {
+				r.body = url.Values{"token": {impConfirmToken(h.t, h.browse(h.impLink("alice", "admin", impParams{})))},
+					"decision": {"continue"}}.Encode()
+			},
+			req:  post("/oauth2/confirm"),
+			want: advWant{status: http.StatusSeeOther, events: evImpersonationConfirmed + "," + evImpersonationStarted}},
+		{name: "impersonation/end with an impersonated session", setup: advSignInImpersonated,
+			req: post("/oauth2/impersonation/end"), want: advWant{status: http.StatusSeeOther, events: evImpersonationEnded}},
+		{name: "impersonation/end without a session",
+			req: post("/oauth2/impersonation/end"), want: advWant{status: http.StatusSeeOther}},
+		{name: "impersonation/state with an impersonator's session",
+			cfg: func(c *Handler) { c.Impersonation.State = "signed" }, setup: advSignIn("admin"),
+			req: advReq{path: "/oauth2/impersonation/state"}, want: advWant{status: http.StatusOK}, body: `"state":"i.`},
+		{name: "impersonation/state without a session",
+			cfg: func(c *Handler) { c.Impersonation.State = "signed" },
+			req: advReq{path: "/oauth2/impersonation/state"}, want: advWant{status: http.StatusUnauthorized}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := advHarness(t, func(c *Handler) {
+				advHeaderConfig(c)
+				if tc.cfg != nil {
+					tc.cfg(c)
+				}
+			}, nil)
+			req := tc.req
+			req.header = slices.Concat(advSpoof(advHeaderNames...), req.header)
+			if tc.setup != nil {
+				tc.setup(h, &req)
+			}
+			m := h.advMark()
+			res := h.advSend(req)
+			h.advCheck(m, res, tc.want)
+			if tc.headers != nil {
+				got := h.upstreamHeaders()
+				for name, want := range tc.headers {
+					if v := got.Values(name); (want == "" && len(v) != 0) || (want != "" && (len(v) != 1 || v[0] != want)) {
+						t.Errorf("the application saw %s %q, want %q", name, v, want)
+					}
+				}
+			}
+			if tc.body != "" && !strings.Contains(res.body, tc.body) {
+				t.Errorf("the answer lacks %s: %.300s", tc.body, res.body)
+			}
+		})
+	}
+}
