@@ -25,13 +25,17 @@ const (
 )
 
 // auditEntry is who an audit event is about. Tokens, codes, cookies and secrets have no field here.
+// Emails travel with their verification: an unverified one is recorded as such, never as
+// identity.
 type auditEntry struct {
-	SessionID         string
-	Subject           string
-	Email             string
-	ImpersonatorID    string
-	ImpersonatorEmail string
-	Reason            string
+	SessionID                 string
+	Subject                   string
+	Email                     string
+	EmailVerified             bool
+	ImpersonatorID            string
+	ImpersonatorEmail         string
+	ImpersonatorEmailVerified bool
+	Reason                    string
 }
 
 // because returns the entry with the reason of the event.
@@ -41,14 +45,16 @@ func (e auditEntry) because(reason string) auditEntry {
 }
 
 func entryFor(s *session.Session) auditEntry {
-	return auditEntry{SessionID: s.ID, Subject: s.Subject, Email: s.Email,
-		ImpersonatorID: s.ImpersonatorID, ImpersonatorEmail: s.ImpersonatorEmail}
+	// A session keeps only a verified email.
+	return auditEntry{SessionID: s.ID, Subject: s.Subject, Email: s.Email, EmailVerified: s.Email != "",
+		ImpersonatorID: s.ImpersonatorID, ImpersonatorEmail: s.ImpersonatorEmail,
+		ImpersonatorEmailVerified: s.ImpersonatorEmailVerified}
 }
 
 func entryForIdentity(id *claims.Identity) auditEntry {
-	e := auditEntry{Subject: id.Subject, Email: id.Email}
+	e := auditEntry{Subject: id.Subject, Email: id.Email, EmailVerified: id.EmailVerified}
 	if id.Imp != nil {
-		e.ImpersonatorID, e.ImpersonatorEmail = id.Imp.ID, id.Imp.Email
+		e.ImpersonatorID, e.ImpersonatorEmail, e.ImpersonatorEmailVerified = id.Imp.ID, id.Imp.Email, id.Imp.EmailVerified
 	}
 	return e
 }
@@ -68,9 +74,15 @@ func (h *Handler) event(name string, r *http.Request, e auditEntry) {
 		zap.String("user_agent", r.UserAgent()),
 		zap.String("host", r.Host),
 	}
+	if e.Email != "" {
+		fields = append(fields, zap.Bool("email_verified", e.EmailVerified))
+	}
 	if e.ImpersonatorID != "" || e.ImpersonatorEmail != "" {
 		fields = append(fields, zap.String("impersonator", e.ImpersonatorID),
 			zap.String("impersonator_email", e.ImpersonatorEmail))
+		if e.ImpersonatorEmail != "" {
+			fields = append(fields, zap.Bool("impersonator_email_verified", e.ImpersonatorEmailVerified))
+		}
 	}
 	if e.Reason != "" {
 		fields = append(fields, zap.String("reason", e.Reason))

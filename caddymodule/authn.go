@@ -8,47 +8,67 @@ import (
 	"github.com/relyingparty/caddy-oidc-auth/internal/session"
 )
 
-// openSession reads the session cookie; nil when there is none or it does not open.
+// sessionGrace keeps a session's cookie readable this long after the session ends, so that
+// its end is seen and recorded with who it was (an impersonation that expired) rather than
+// the cookie silently vanishing.
+const sessionGrace = 10 * time.Minute
+
+// openSession reads the session cookie; nil when there is none or it is not a valid session.
 func (h *Handler) openSession(r *http.Request) *session.Session {
-	s, _ := h.readSealedSession(r, h.jar.Base, session.PurposeSession)
+	s, _, _ := h.readSealedSession(r, h.jar.Base, session.PurposeSession)
 	return s
 }
 
 // readSealedSession opens a session stored under name. rejected carries the reason when a
-// cookie was present but is not a valid session (tampered, expired, malformed).
-func (h *Handler) readSealedSession(r *http.Request, name string, purpose session.Purpose) (s *session.Session, rejected string) {
+// cookie was present but is not a valid session (tampered, expired, idle, malformed); ended
+// is the session that opened but has expired or gone idle, so its end can be recorded.
+func (h *Handler) readSealedSession(r *http.Request, name string, purpose session.Purpose) (s *session.Session, rejected string, ended *session.Session) {
 	v, ok := session.ReadChunked(r, name)
 	if !ok {
-		return nil, ""
+		return nil, "", nil
 	}
 	now := h.now()
 	plain, err := h.sealer.Open(purpose, v, now)
 	if err != nil {
 		if errors.Is(err, session.ErrExpired) {
-			return nil, "expired"
+			return nil, "expired", nil
 		}
-		return nil, "does not open"
+		return nil, "does not open", nil
 	}
 	s = new(session.Session)
 	if err := s.Unmarshal(plain); err != nil {
-		return nil, "malformed"
+		return nil, "malformed", nil
 	}
 	if !now.Before(s.Expires) {
-		return nil, "expired"
+		return nil, "expired", s
 	}
-	if idle := time.Duration(h.SessionIdle); idle > 0 && purpose == session.PurposeSession && now.Sub(s.LastSeen) > idle {
-		return nil, "idle"
+	if idle := time.Duration(h.SessionIdle); idle > 0 && now.Sub(s.LastSeen) > idle {
+		return nil, "idle", s
 	}
-	return s, ""
+	return s, "", nil
+}
+
+// sealSession seals s for purpose; the sealed value and its cookie outlive s.Expires by
+// sessionGrace.
+func (h *Handler) sealSession(purpose session.Purpose, s *session.Session) (string, time.Time) {
+	until := s.Expires.Add(sessionGrace)
+	return h.sealer.Seal(purpose, s.Marshal(), until), until
 }
 
 // currentSession returns the request's valid session, renewing it as needed (idle clock,
 // tokens). A cookie that is present but invalid is cleared and audited as session_rejected.
 func (h *Handler) currentSession(w http.ResponseWriter, r *http.Request) *session.Session {
-	s, rejected := h.readSealedSession(r, h.jar.Base, session.PurposeSession)
+	s, rejected, ended := h.readSealedSession(r, h.jar.Base, session.PurposeSession)
 	if rejected != "" {
 		h.jar.ClearChunked(w, r, h.jar.Base)
-		h.event(evSessionRejected, r, auditEntry{Reason: rejected})
+		who := auditEntry{}
+		if ended != nil {
+			who = entryFor(ended)
+			if ended.Impersonated {
+				h.event(evImpersonationEnded, r, who.because("impersonated session "+rejected))
+			}
+		}
+		h.event(evSessionRejected, r, who.because(rejected))
 		return nil
 	}
 	if s == nil {

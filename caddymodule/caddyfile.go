@@ -174,6 +174,8 @@ func (c *ImpersonationConfig) unmarshal(d *caddyfile.Dispenser) error {
 			err = oneArg(d, &c.ImpersonatorEmailClaim)
 		case "impersonators":
 			err = appendArgs(d, &c.Impersonators)
+		case "trust_impersonator_email":
+			err = onOff(d, &c.TrustImpersonatorEmail)
 		case "protect":
 			err = appendArgs(d, &c.Protect)
 		case "expression":

@@ -167,7 +167,9 @@ func (h *Handler) completeSolicited(w http.ResponseWriter, r *http.Request, para
 	defer v.close()
 	tok, raw, id, err := h.redeem(v, code, a, now)
 	if err != nil {
-		if pageOf(err) != errUnreachable {
+		// Only what the response got wrong is charged; the provider's own trouble (5xx) is not
+		// the browser's doing.
+		if page := pageOf(err); page == nil || page.Status < 500 {
 			h.chargeFailure(r)
 		}
 		return err

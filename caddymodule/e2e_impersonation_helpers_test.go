@@ -260,12 +260,14 @@ func impWantHeaders(t *testing.T, e echoed, want map[string]string) {
 	}
 }
 
-// The identity headers of alice impersonated by admin.
+// The identity headers of alice impersonated by admin. Auth0 vouches for no impersonator
+// email, so the admin's comes only as unverified.
 var aliceAsAdmin = map[string]string{
-	"X-Forwarded-User":               "auth0|alice",
-	"X-Forwarded-Impersonated":       "true",
-	"X-Forwarded-Impersonator":       "auth0|admin",
-	"X-Forwarded-Impersonator-Email": "admin@example.com",
+	"X-Forwarded-User":                          "auth0|alice",
+	"X-Forwarded-Impersonated":                  "true",
+	"X-Forwarded-Impersonator":                  "auth0|admin",
+	"X-Forwarded-Impersonator-Email":            "",
+	"X-Forwarded-Impersonator-Email-Unverified": "admin@example.com",
 }
 
 // The audit fields of alice impersonated by admin.
@@ -294,7 +296,7 @@ func (h *harness) impSession() *session.Session {
 	for _, c := range h.client.Jar.Cookies(site) {
 		req.AddCookie(c)
 	}
-	s, rejected := h.handler.readSealedSession(req, h.handler.jar.Base, session.PurposeSession)
+	s, rejected, _ := h.handler.readSealedSession(req, h.handler.jar.Base, session.PurposeSession)
 	if s == nil {
 		h.t.Fatalf("no session cookie that opens (%q): %v", rejected, h.cookieNames())
 	}

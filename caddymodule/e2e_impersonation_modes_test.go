@@ -89,7 +89,8 @@ func TestImpersonationInSolicitedLogins(t *testing.T) {
 					t.Fatalf("%d %.300s", res.status, res.body)
 				}
 				impWantHeaders(t, e, map[string]string{"X-Forwarded-User": "auth0|alice", "X-Forwarded-Impersonated": "true",
-					"X-Forwarded-Impersonator": "auth0|admin", "X-Forwarded-Impersonator-Email": m.impEmail})
+					"X-Forwarded-Impersonator": "auth0|admin", "X-Forwarded-Impersonator-Email": "",
+					"X-Forwarded-Impersonator-Email-Unverified": m.impEmail})
 				h.impAudit(evImpersonationStarted, map[string]string{"subject": "auth0|alice",
 					"impersonator": "auth0|admin", "impersonator_email": m.impEmail})
 				h.impNoEvent(evLogin)

@@ -76,7 +76,7 @@ func TestImpersonationPolicyRefusals(t *testing.T) {
 		allowedUser string // a control: this user, impersonated by admin, gets to the confirmation page
 	}{
 		{name: "an impersonator who is not on the list",
-			policy: &ImpersonationConfig{Impersonators: []string{"admin@example.com"}},
+			policy: &ImpersonationConfig{Impersonators: []string{"auth0|admin"}},
 			user:   "alice", imp: "mallory", reason: "impersonator not allowed", allowedUser: "alice"},
 		{name: "a protected target, known by the email scope",
 			policy: &ImpersonationConfig{Protect: []string{"ceo@example.com"}},
@@ -88,7 +88,8 @@ func TestImpersonationPolicyRefusals(t *testing.T) {
 			policy: &ImpersonationConfig{Protect: []string{"EXAMPLE.com"}},
 			user:   "bob", imp: "admin", scope: "openid profile email", reason: "target is protected"},
 		{name: "an expression that says no",
-			policy: &ImpersonationConfig{Expression: `impersonator.email.endsWith("@example.com") && !("admin" in target.roles)`},
+			policy: &ImpersonationConfig{TrustImpersonatorEmail: true,
+				Expression: `impersonator.email.endsWith("@example.com") && !("admin" in target.roles)`},
 			user:   "alice", imp: "mallory", reason: "expression denied", allowedUser: "alice"},
 	}
 	for _, c := range cases {

@@ -25,6 +25,7 @@ func impWithPlaceholders(t *testing.T, oidcAuth json.RawMessage) []json.RawMessa
 		"X-Ph-Impersonated":       {"{http.auth.user.impersonated}"},
 		"X-Ph-Impersonator-Id":    {"{http.auth.user.impersonator.id}"},
 		"X-Ph-Impersonator-Email": {"{http.auth.user.impersonator.email}"},
+		"X-Ph-Impersonator-Unv":   {"{http.auth.user.impersonator.email_unverified}"},
 		"X-Ph-Token-Audience":     {"{http.auth.user.token_audience}"},
 	}}}
 	sub := &caddyhttp.Subroute{Routes: caddyhttp.RouteList{{HandlersRaw: []json.RawMessage{
@@ -105,7 +106,10 @@ func TestImpersonationTokenSemantics(t *testing.T) {
 		}
 		impWantHeaders(t, e, aliceAsAdmin)
 		impWantHeaders(t, e, map[string]string{"Authorization": "", "X-Ph-Token-Audience": "userinfo",
-			"X-Ph-Impersonated": "true", "X-Ph-Impersonator-Id": "auth0|admin", "X-Ph-Impersonator-Email": "admin@example.com"})
+			"X-Ph-Impersonated": "true", "X-Ph-Impersonator-Id": "auth0|admin", "X-Ph-Impersonator-Unv": "admin@example.com"})
+		if v := e.Headers.Get("X-Ph-Impersonator-Email"); v != "" {
+			t.Errorf("{http.auth.user.impersonator.email} = %q for an email nothing vouches for", v)
+		}
 		e, _ = h.browse("/", "Authorization", "Bearer client-supplied").echo()
 		impWantHeaders(t, e, map[string]string{"Authorization": ""})
 		if ui := h.impUserinfo(); ui["token_audience"] != "userinfo" || ui["impersonated"] != true {

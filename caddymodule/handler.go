@@ -103,10 +103,19 @@ func (h *Handler) serveLogout(w http.ResponseWriter, r *http.Request) error {
 		return nil
 	}
 	s := h.openSession(r)
+	// Everything of this browser's goes: the session, a stashed one, a confirmation waiting
+	// for its answer and logins in progress.
 	h.jar.ClearAll(w, h.jar.Base)
 	h.jar.ClearAll(w, h.jar.StashName())
+	h.jar.ClearAll(w, h.jar.ConfirmName())
+	for _, c := range session.CookiesWithPrefix(r, h.jar.AttemptPrefix()) {
+		h.jar.Clear(w, c[0])
+	}
 	idToken := ""
 	if s != nil {
+		if s.Impersonated {
+			h.event(evImpersonationEnded, r, entryFor(s).because("signed out"))
+		}
 		h.event(evLogout, r, entryFor(s))
 		idToken = s.IDToken
 	}

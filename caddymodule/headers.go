@@ -25,8 +25,13 @@ type HeadersConfig struct {
 	Impersonated string `json:"impersonated,omitempty"`
 	// The impersonator's ID, on impersonated sessions. Default: X-Forwarded-Impersonator.
 	Impersonator string `json:"impersonator,omitempty"`
-	// The impersonator's email, on impersonated sessions. Default: X-Forwarded-Impersonator-Email.
+	// The impersonator's email, on impersonated sessions, only when the provider (or
+	// trust_impersonator_email) vouches for it. Default: X-Forwarded-Impersonator-Email.
 	ImpersonatorEmail string `json:"impersonator_email,omitempty"`
+	// The impersonator's email when nothing vouches for it (Auth0's impersonator object
+	// carries no verification): shown for what it is, never as identity.
+	// Default: X-Forwarded-Impersonator-Email-Unverified.
+	ImpersonatorEmailUnverified string `json:"impersonator_email_unverified,omitempty"`
 	// The access token, only when it verified for the configured audience (never a
 	// userinfo-only token); "Bearer " is prefixed when the header is Authorization.
 	// Default: off.
@@ -47,19 +52,21 @@ type HeaderClaim struct {
 
 // Header names used when the configuration names none.
 var defaultHeaders = HeadersConfig{
-	User:              "X-Forwarded-User",
-	Email:             "X-Forwarded-Email",
-	PreferredUsername: "X-Forwarded-Preferred-Username",
-	Groups:            "X-Forwarded-Groups",
-	Impersonated:      "X-Forwarded-Impersonated",
-	Impersonator:      "X-Forwarded-Impersonator",
-	ImpersonatorEmail: "X-Forwarded-Impersonator-Email",
+	User:                        "X-Forwarded-User",
+	Email:                       "X-Forwarded-Email",
+	PreferredUsername:           "X-Forwarded-Preferred-Username",
+	Groups:                      "X-Forwarded-Groups",
+	Impersonated:                "X-Forwarded-Impersonated",
+	Impersonator:                "X-Forwarded-Impersonator",
+	ImpersonatorEmail:           "X-Forwarded-Impersonator-Email",
+	ImpersonatorEmailUnverified: "X-Forwarded-Impersonator-Email-Unverified",
 }
 
 // headerPlan is HeadersConfig resolved once at provision: canonical names, "" for off, and
 // every name the module manages (stripped from every incoming request).
 type headerPlan struct {
 	user, email, username, groups, impersonated, impersonator, impersonatorEmail string
+	impersonatorEmailUnverified                                                  string
 	accessToken, idToken                                                         string
 	bearer                                                                       bool
 	claims                                                                       []HeaderClaim
@@ -68,15 +75,16 @@ type headerPlan struct {
 
 func newHeaderPlan(c *HeadersConfig) headerPlan {
 	p := headerPlan{
-		user:              pick(c.User, defaultHeaders.User),
-		email:             pick(c.Email, defaultHeaders.Email),
-		username:          pick(c.PreferredUsername, defaultHeaders.PreferredUsername),
-		groups:            pick(c.Groups, defaultHeaders.Groups),
-		impersonated:      pick(c.Impersonated, defaultHeaders.Impersonated),
-		impersonator:      pick(c.Impersonator, defaultHeaders.Impersonator),
-		impersonatorEmail: pick(c.ImpersonatorEmail, defaultHeaders.ImpersonatorEmail),
-		accessToken:       pick(c.AccessToken, ""),
-		idToken:           pick(c.IDToken, ""),
+		user:                        pick(c.User, defaultHeaders.User),
+		email:                       pick(c.Email, defaultHeaders.Email),
+		username:                    pick(c.PreferredUsername, defaultHeaders.PreferredUsername),
+		groups:                      pick(c.Groups, defaultHeaders.Groups),
+		impersonated:                pick(c.Impersonated, defaultHeaders.Impersonated),
+		impersonator:                pick(c.Impersonator, defaultHeaders.Impersonator),
+		impersonatorEmail:           pick(c.ImpersonatorEmail, defaultHeaders.ImpersonatorEmail),
+		impersonatorEmailUnverified: pick(c.ImpersonatorEmailUnverified, defaultHeaders.ImpersonatorEmailUnverified),
+		accessToken:                 pick(c.AccessToken, ""),
+		idToken:                     pick(c.IDToken, ""),
 	}
 	p.bearer = strings.EqualFold(p.accessToken, "Authorization")
 	for _, hc := range c.Claims {
@@ -86,7 +94,8 @@ func newHeaderPlan(c *HeadersConfig) headerPlan {
 	names := []string{p.user, p.email, p.username, p.groups, p.impersonated, p.impersonator,
 		p.impersonatorEmail, p.accessToken, p.idToken,
 		defaultHeaders.User, defaultHeaders.Email, defaultHeaders.PreferredUsername, defaultHeaders.Groups,
-		defaultHeaders.Impersonated, defaultHeaders.Impersonator, defaultHeaders.ImpersonatorEmail}
+		defaultHeaders.Impersonated, defaultHeaders.Impersonator, defaultHeaders.ImpersonatorEmail,
+		p.impersonatorEmailUnverified, defaultHeaders.ImpersonatorEmailUnverified}
 	for _, hc := range p.claims {
 		names = append(names, hc.Header)
 	}
@@ -230,7 +239,11 @@ func (p *headerPlan) set(h http.Header, s *session.Session) {
 	if s.Impersonated {
 		put(p.impersonated, "true")
 		put(p.impersonator, claims.HeaderSafe(s.ImpersonatorID))
-		put(p.impersonatorEmail, claims.HeaderSafe(s.ImpersonatorEmail))
+		if s.ImpersonatorEmailVerified {
+			put(p.impersonatorEmail, claims.HeaderSafe(s.ImpersonatorEmail))
+		} else {
+			put(p.impersonatorEmailUnverified, claims.HeaderSafe(s.ImpersonatorEmail))
+		}
 	} else {
 		put(p.impersonated, "false")
 	}

@@ -123,7 +123,7 @@ func TestNewHeaderPlanManagesTheDefaultsAndEveryConfiguredName(t *testing.T) {
 		Claims: []HeaderClaim{{Claim: "department", Header: "x-department"}}})
 	want := []string{"X-Remote-User", "X-Forwarded-Email", "X-Forwarded-Preferred-Username", "X-Forwarded-Groups",
 		"X-Forwarded-Impersonated", "X-Forwarded-Impersonator", "X-Forwarded-Impersonator-Email", "Authorization",
-		"X-Forwarded-User", "X-Department"}
+		"X-Forwarded-User", "X-Forwarded-Impersonator-Email-Unverified", "X-Department"}
 	if !slices.Equal(p.managed, want) {
 		t.Fatalf("managed %q, want %q", p.managed, want)
 	}
@@ -144,6 +144,8 @@ func TestSetWritesTheSessionsIdentity(t *testing.T) {
 		ImpersonatorID: "auth0|admin", ImpersonatorEmail: "admin@example.com",
 		AccessToken: "at-userinfo-only", TokenAudience: "https://api.example.com",
 	}
+	vouched := &session.Session{ID: "sid5", Subject: "auth0|bob", Impersonated: true,
+		ImpersonatorID: "auth0|admin", ImpersonatorEmail: "admin@example.com", ImpersonatorEmailVerified: true}
 	userinfoOnly := &session.Session{ID: "sid3", Subject: "auth0|carol", AccessToken: "at-opaque"}
 	hostile := &session.Session{ID: "sid4", Subject: "auth0|x\r\nX-Evil: 1", Email: "x@example.com\x00", PreferredUsername: "tab\there",
 		Groups: []string{"a\nb"}, Impersonated: true, ImpersonatorID: "adm\x7fin", ImpersonatorEmail: "e\r@example.com"}
@@ -187,6 +189,15 @@ func TestSetWritesTheSessionsIdentity(t *testing.T) {
 			want: http.Header{
 				"X-Forwarded-User": {"auth0|bob"}, "X-Forwarded-Email": {"bob@example.com"},
 				"X-Forwarded-Impersonated": {"true"}, "X-Forwarded-Impersonator": {"auth0|admin"},
+				"X-Forwarded-Impersonator-Email-Unverified": {"admin@example.com"},
+			},
+		},
+		{
+			name: "an impersonator email something vouches for goes in its own header",
+			cfg:  HeadersConfig{},
+			s:    vouched,
+			want: http.Header{
+				"X-Forwarded-User": {"auth0|bob"}, "X-Forwarded-Impersonated": {"true"}, "X-Forwarded-Impersonator": {"auth0|admin"},
 				"X-Forwarded-Impersonator-Email": {"admin@example.com"},
 			},
 		},
@@ -203,7 +214,7 @@ func TestSetWritesTheSessionsIdentity(t *testing.T) {
 				"X-Forwarded-User": {"auth0|x  X-Evil: 1"}, "X-Forwarded-Email": {"x@example.com "},
 				"X-Forwarded-Preferred-Username": {"tab here"}, "X-Forwarded-Groups": {"a b"},
 				"X-Forwarded-Impersonated": {"true"}, "X-Forwarded-Impersonator": {"adm in"},
-				"X-Forwarded-Impersonator-Email": {"e @example.com"},
+				"X-Forwarded-Impersonator-Email-Unverified": {"e @example.com"},
 			},
 		},
 	} {
@@ -262,13 +273,14 @@ func TestPlaceholdersPublishTheSession(t *testing.T) {
 			"http.auth.user.claims.https://example.com/tier": "gold",
 		}},
 		{"an impersonated session publishes its impersonator and a userinfo-only audience", impersonated, map[string]string{
-			"http.auth.user.id":                 "auth0|bob",
-			"http.auth.user.groups":             "",
-			"http.auth.user.impersonated":       "true",
-			"http.auth.user.impersonator.id":    "auth0|admin",
-			"http.auth.user.impersonator.email": "admin@example.com",
-			"http.auth.user.session_id":         "sid-2",
-			"http.auth.user.token_audience":     "userinfo",
+			"http.auth.user.id":                            "auth0|bob",
+			"http.auth.user.groups":                        "",
+			"http.auth.user.impersonated":                  "true",
+			"http.auth.user.impersonator.id":               "auth0|admin",
+			"http.auth.user.impersonator.email":            "",
+			"http.auth.user.impersonator.email_unverified": "admin@example.com",
+			"http.auth.user.session_id":                    "sid-2",
+			"http.auth.user.token_audience":                "userinfo",
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

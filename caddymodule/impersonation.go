@@ -28,11 +28,18 @@ type ImpersonationConfig struct {
 	ImpersonatorIDClaim string `json:"impersonator_id_claim,omitempty"`
 	// custom: the claim holding the impersonator's email. Default: none.
 	ImpersonatorEmailClaim string `json:"impersonator_email_claim,omitempty"`
-	// Who may impersonate, by email or sub. Default: anyone the provider lets.
+	// Who may impersonate: IDs (sub; Keycloak's impersonator.id; act.sub), compared exactly,
+	// or emails, compared with ASCII-only case folding and only with an impersonator email
+	// the provider vouches for (see trust_impersonator_email). Default: anyone the provider lets.
 	Impersonators []string `json:"impersonators,omitempty"`
-	// Who may never be impersonated: emails, subs, or email domains. When an entry is an
-	// email or a domain, a target whose email the response does not carry is refused too.
-	// Default: none.
+	// Count the impersonator emails the provider sends (Auth0's impersonator.email, the
+	// custom impersonator_email_claim) as verified: they carry no verification of their own.
+	// Turn on only when every account that can impersonate has an email its owner cannot
+	// change to someone else's. Default: false.
+	TrustImpersonatorEmail bool `json:"trust_impersonator_email,omitempty"`
+	// Who may never be impersonated: subs (exact), emails, email domains ("example.com", that
+	// domain only) or ".example.com" (every domain under it). When an entry is an email or a
+	// domain, a target whose email the response does not carry is refused too. Default: none.
 	Protect []string `json:"protect,omitempty"`
 	// A CEL expression over `impersonator` (id, email, username), `target` (the user's
 	// claims, plus id) and `request` (host, method, path, remote_ip) that must be true.
@@ -80,7 +87,8 @@ type impersonationPolicy struct {
 func newImpersonationPolicy(c *ImpersonationConfig) (*impersonationPolicy, error) {
 	p := &impersonationPolicy{
 		mapping: claims.Mapping{Namespace: c.Namespace, Impersonated: c.ImpersonatedClaim,
-			ImpersonatorID: c.ImpersonatorIDClaim, ImpersonatorEmail: c.ImpersonatorEmailClaim},
+			ImpersonatorID: c.ImpersonatorIDClaim, ImpersonatorEmail: c.ImpersonatorEmailClaim,
+			TrustEmail: c.TrustImpersonatorEmail},
 		stateValue: c.StateValue,
 		confirm:    c.Confirm == nil || *c.Confirm,
 		maxAge:     time.Duration(c.MaxAge),

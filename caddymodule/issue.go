@@ -49,8 +49,12 @@ func (h *Handler) newSession(id *claims.Identity, tok *oauth2.Token, rawIDToken,
 	}
 	if id.Imp != nil {
 		s.Impersonated = true
-		s.ImpersonatorID, s.ImpersonatorEmail = id.Imp.ID, id.Imp.Email
-		s.Expires = now.Add(h.imp.lifetime)
+		s.ImpersonatorID, s.ImpersonatorEmail, s.ImpersonatorEmailVerified = id.Imp.ID, id.Imp.Email, id.Imp.EmailVerified
+		// lifetime caps an impersonation: the earliest of session_lifetime, lifetime and the
+		// token's expiry.
+		if capped := now.Add(h.imp.lifetime); capped.Before(s.Expires) {
+			s.Expires = capped
+		}
 		if !tok.Expiry.IsZero() && tok.Expiry.Before(s.Expires) {
 			s.Expires = tok.Expiry
 		}
@@ -58,13 +62,18 @@ func (h *Handler) newSession(id *claims.Identity, tok *oauth2.Token, rawIDToken,
 	return s
 }
 
-// issueSession sets the session cookie, audits the login and sends the browser on.
+// issueSession sets the session cookie, audits the login and sends the browser on. An
+// impersonation the new session replaces is recorded as ended.
 func (h *Handler) issueSession(w http.ResponseWriter, r *http.Request, s *session.Session, returnTo string) error {
+	cur := h.openSession(r)
 	if s.Impersonated {
-		h.stashOwnSession(w, r, s)
+		h.stashOwnSession(w, r, cur, s)
 	}
 	if !h.writeSession(w, r, s) {
 		return loginFailed(errSessionTooLarge, "session too large for cookies").about(entryFor(s))
+	}
+	if cur != nil && cur.Impersonated {
+		h.event(evImpersonationEnded, r, entryFor(cur).because("replaced by a new sign-in"))
 	}
 	if s.Impersonated {
 		h.event(evImpersonationStarted, r, entryFor(s))
@@ -78,7 +87,8 @@ func (h *Handler) issueSession(w http.ResponseWriter, r *http.Request, s *sessio
 // writeSession seals s into the session cookie(s), valid until s.Expires. It reports false,
 // writing nothing, when the session is too large for the cookies a browser keeps.
 func (h *Handler) writeSession(w http.ResponseWriter, r *http.Request, s *session.Session) bool {
-	return h.jar.SetChunked(w, r, h.jar.Base, h.sealer.Seal(session.PurposeSession, s.Marshal(), s.Expires), s.Expires)
+	sealed, until := h.sealSession(session.PurposeSession, s)
+	return h.jar.SetChunked(w, r, h.jar.Base, sealed, until)
 }
 
 // sendOn redirects to a same-origin path. With SameSite=Strict the session cookie is not sent

@@ -93,6 +93,7 @@ type pageData struct {
 	Action                 string
 	Host, Target           string
 	Impersonator, Token    string
+	Unverified             string // an email nothing vouches for, shown as such
 }
 
 // writeError answers with e: a small HTML page for browsers, JSON for everything else.

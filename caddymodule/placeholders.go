@@ -37,7 +37,9 @@ func publishPlaceholders(repl *caddy.Replacer, s *session.Session) {
 		case "impersonator.id":
 			return claims.HeaderSafe(s.ImpersonatorID), true
 		case "impersonator.email":
-			return claims.HeaderSafe(s.ImpersonatorEmail), true
+			return claims.HeaderSafe(verifiedOr(s.ImpersonatorEmail, s.ImpersonatorEmailVerified)), true
+		case "impersonator.email_unverified":
+			return claims.HeaderSafe(verifiedOr(s.ImpersonatorEmail, !s.ImpersonatorEmailVerified)), true
 		case "session_id":
 			return s.ID, true
 		case "token_audience":
@@ -57,4 +59,12 @@ func tokenAudience(s *session.Session) string {
 		return "userinfo"
 	}
 	return s.TokenAudience
+}
+
+// verifiedOr is email when cond holds, else "".
+func verifiedOr(email string, cond bool) string {
+	if cond {
+		return email
+	}
+	return ""
 }

@@ -66,3 +66,11 @@ func tokenHash(t string) string {
 	sum := sha256.Sum256([]byte(t))
 	return hex.EncodeToString(sum[:16])
 }
+
+// beforeHorizon reports whether t is earlier than the store's memory: something minted then
+// may have been used already without the store knowing (an in-memory store after a restart).
+// A second of slack absorbs the whole-second times of tokens.
+func (h *Handler) beforeHorizon(t time.Time) bool {
+	horizon := h.store.Horizon()
+	return !horizon.IsZero() && t.Before(horizon.Add(-time.Second))
+}

@@ -2,20 +2,22 @@ package caddymodule
 
 import (
 	"net/http"
-	"strings"
 
+	"github.com/relyingparty/caddy-oidc-auth/internal/policy"
 	"github.com/relyingparty/caddy-oidc-auth/internal/session"
 )
 
 // stashOwnSession keeps the browser's current session aside when it belongs to the
 // impersonator, so ending the impersonation gives it back.
-func (h *Handler) stashOwnSession(w http.ResponseWriter, r *http.Request, imp *session.Session) {
-	cur := h.openSession(r)
+func (h *Handler) stashOwnSession(w http.ResponseWriter, r *http.Request, cur, imp *session.Session) {
 	if !ownSessionOf(cur, imp) {
 		h.jar.ClearChunked(w, r, h.jar.StashName())
 		return
 	}
-	if !h.jar.SetChunked(w, r, h.jar.StashName(), h.sealer.Seal(session.PurposeStash, cur.Marshal(), cur.Expires), cur.Expires) {
+	// Its idle clock runs from now: restored later, it must not have been idle longer than
+	// session_idle since it was put aside.
+	cur.LastSeen = h.now()
+	if sealed, until := h.sealSession(session.PurposeStash, cur); !h.jar.SetChunked(w, r, h.jar.StashName(), sealed, until) {
 		h.jar.ClearChunked(w, r, h.jar.StashName())
 	}
 }
@@ -37,7 +39,7 @@ func (h *Handler) serveImpersonationEnd(w http.ResponseWriter, r *http.Request) 
 	h.event(evImpersonationEnded, r, entryFor(s))
 	h.jar.ClearChunked(w, r, h.jar.Base)
 	// Only the impersonator's own session comes back, whatever cookie sits in the stash.
-	if own, _ := h.readSealedSession(r, h.jar.StashName(), session.PurposeStash); ownSessionOf(own, s) {
+	if own, _, _ := h.readSealedSession(r, h.jar.StashName(), session.PurposeStash); ownSessionOf(own, s) {
 		own.LastSeen = h.now()
 		h.writeSession(w, r, own)
 	}
@@ -46,8 +48,10 @@ func (h *Handler) serveImpersonationEnd(w http.ResponseWriter, r *http.Request) 
 	return nil
 }
 
-// ownSessionOf reports whether own is the impersonator's own session of the impersonated one.
+// ownSessionOf reports whether own is the impersonator's own session of the impersonated one:
+// the same subject, or the same email where both are verified (a session keeps only a verified
+// email).
 func ownSessionOf(own, imp *session.Session) bool {
-	return own != nil && !own.Impersonated &&
-		(own.Subject == imp.ImpersonatorID || (imp.ImpersonatorEmail != "" && strings.EqualFold(own.Email, imp.ImpersonatorEmail)))
+	return own != nil && !own.Impersonated && (own.Subject == imp.ImpersonatorID ||
+		(imp.ImpersonatorEmailVerified && policy.SameEmail(own.Email, imp.ImpersonatorEmail)))
 }

@@ -84,6 +84,10 @@ func (h *Handler) completeUnsolicited(w http.ResponseWriter, r *http.Request, pa
 	if now.Sub(issued) > h.imp.maxAge {
 		return impersonationDenied("response is stale").about(target)
 	}
+	if h.beforeHorizon(idt.IssuedAt) {
+		// Posted tokens made before a restart may have been used then: the store cannot say.
+		return impersonationDenied("ID token older than the store's memory (restart)").about(target)
+	}
 	if h.imp.stateMode == stateSigned && !h.states.signedBy(params.Get("state"), id.Imp) {
 		return impersonationDenied("signed state was minted for another impersonator").about(target)
 	}
@@ -101,7 +105,7 @@ func (h *Handler) completeUnsolicited(w http.ResponseWriter, r *http.Request, pa
 	}
 	s := h.newSession(id, tok, raw, "", now)
 	if h.imp.confirm {
-		return h.askConfirmation(w, r, s)
+		return h.askConfirmation(w, r, s, id)
 	}
 	return h.issueSession(w, r, s, h.imp.landing)
 }
@@ -148,6 +152,9 @@ func (h *Handler) checkUnsolicitedState(state string, now time.Time) string {
 		}
 		if now.Sub(info.issued) > signedStateTTL || info.issued.After(now.Add(maxIssuedAtSkew)) {
 			return "signed state expired"
+		}
+		if h.beforeHorizon(info.issued) {
+			return "signed state older than the store's memory (restart)"
 		}
 	}
 	return ""

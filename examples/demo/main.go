@@ -130,7 +130,7 @@ http://localhost:%d {
 			insecure
 		}
 		impersonation {
-			impersonators admin@example.com
+			impersonators auth0|admin
 			protect       ceo@example.com
 		}
 	}

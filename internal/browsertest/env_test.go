@@ -231,7 +231,7 @@ http://localhost:%[1]d {
 		session_secret %[3]s
 		%[8]s
 		impersonation {
-			impersonators admin@example.com
+			impersonators auth0|admin
 			protect ceo@example.com
 		}
 	}

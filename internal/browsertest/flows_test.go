@@ -98,6 +98,7 @@ type confirmView struct {
 	Title        string `json:"title"`
 	Target       string `json:"target"`
 	Impersonator string `json:"impersonator"`
+	Unverified   string `json:"unverified"` // the impersonator's email, marked as not verified
 	Host         string `json:"host"`
 }
 
@@ -106,7 +107,7 @@ func (tb *tab) confirmation() confirmView {
 	return eval[confirmView](tb, `(() => {
 		const text = (sel) => { const el = document.querySelector(sel); return el ? el.textContent : ""; };
 		return {url: location.href, hash: location.hash, title: text("#title"), target: text("#target"),
-			impersonator: text("#impersonator"), host: text("#question strong")};
+			impersonator: text("#impersonator"), unverified: text("#impersonator-unverified"), host: text("#question strong")};
 	})()`)
 }
 

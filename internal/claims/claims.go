@@ -141,9 +141,16 @@ func NewIdentity(c Set, groupsClaim string) *Identity {
 
 // Impersonator is who acted as the user, as the provider said.
 type Impersonator struct {
-	ID       string
-	Email    string
-	Username string
+	ID    string
+	Email string
+	// EmailVerified: the provider vouches for Email. Auth0's impersonator object carries no
+	// such flag, so its email is unverified unless the operator says otherwise.
+	EmailVerified bool
+	Username      string
+	// Unread names an impersonation signal the configured mode does not read (say an RFC 8693
+	// act claim under claims auth0): the login is impersonated, by someone this mode cannot
+	// name, and must be refused.
+	Unread string
 }
 
 // Mode says where impersonation is read from.
@@ -184,23 +191,40 @@ type Mapping struct {
 	// ModeCustom: the boolean claim saying the login is impersonated (empty: the presence of
 	// the impersonator ID claim says so), and the claims of the impersonator's ID and email.
 	Impersonated, ImpersonatorID, ImpersonatorEmail string
+	// TrustEmail: the operator vouches for the impersonator emails the provider sends (which
+	// carry no verification of their own), so they count as verified.
+	TrustEmail bool
 }
 
 // Detect returns the Impersonator when the claims say the identity is impersonated.
+//
+// Every known signal is looked for whatever the mode: one the mode does not read still makes
+// the identity impersonated, with an Impersonator whose Unread names it.
 func (m Mapping) Detect(c Set) (*Impersonator, bool) {
+	var imp *Impersonator
+	var ok bool
 	switch m.Mode {
 	case ModeAuth0:
-		return m.auth0(c)
+		imp, ok = m.auth0(c)
 	case ModeKeycloak:
-		return keycloak(c)
+		imp, ok = keycloak(c)
 	case ModeAct:
-		return act(c)
+		imp, ok = act(c)
 	case ModeCustom:
-		return m.custom(c)
+		imp, ok = m.custom(c)
 	}
-	for _, f := range []func(Set) (*Impersonator, bool){m.auth0, keycloak, act} {
-		if imp, ok := f(c); ok {
-			return imp, true
+	if ok {
+		return imp, true
+	}
+	for _, s := range []struct {
+		name   string
+		detect func(Set) (*Impersonator, bool)
+	}{{"auth0", m.auth0}, {"keycloak", keycloak}, {"act", act}} {
+		if imp, ok := s.detect(c); ok {
+			if m.Mode == ModeAuto {
+				return imp, true
+			}
+			return &Impersonator{Unread: s.name}, true
 		}
 	}
 	return nil, false
@@ -212,7 +236,8 @@ func (m Mapping) auth0(c Set) (*Impersonator, bool) {
 	for _, prefix := range []string{"", m.Namespace} {
 		if b, _ := c[prefix+"impersonated"].(bool); b {
 			obj, _ := c[prefix+"impersonator"].(map[string]any)
-			return &Impersonator{ID: str(obj, "user_id"), Email: str(obj, "email")}, true
+			email := str(obj, "email")
+			return &Impersonator{ID: str(obj, "user_id"), Email: email, EmailVerified: m.TrustEmail && email != ""}, true
 		}
 	}
 	return nil, false
@@ -240,6 +265,7 @@ func act(c Set) (*Impersonator, bool) {
 func (m Mapping) custom(c Set) (*Impersonator, bool) {
 	id, _ := c.Lookup(m.ImpersonatorID)
 	imp := &Impersonator{ID: Render(id), Email: c.Str(m.ImpersonatorEmail)}
+	imp.EmailVerified = m.TrustEmail && imp.Email != ""
 	impersonated := imp.ID != ""
 	if m.Impersonated != "" {
 		impersonated = c.Bool(m.Impersonated)

@@ -5,7 +5,6 @@ package policy
 import (
 	"context"
 	"errors"
-	"strings"
 
 	"cel.dev/cel-go/cel"
 
@@ -35,9 +34,15 @@ type Allow struct {
 
 // NewAllow compiles the rules.
 func NewAllow(r AllowRules) (*Allow, error) {
+	if err := asciiOnly("emails", r.Emails); err != nil {
+		return nil, err
+	}
+	if err := asciiOnly("domains", r.Domains); err != nil {
+		return nil, err
+	}
 	p := &Allow{
-		emails:  lowerSet(r.Emails),
-		domains: lowerSet(r.Domains),
+		emails:  foldedSet(r.Emails),
+		domains: foldedSet(r.Domains),
 		groups:  set(r.Groups),
 		claims:  r.Claims,
 	}
@@ -62,9 +67,8 @@ func (p *Allow) Admit(ctx context.Context, id *claims.Identity, req map[string]a
 		return true, ""
 	}
 	if len(p.emails)+len(p.domains) > 0 {
-		email := strings.ToLower(id.Email)
-		_, domain, _ := strings.Cut(email, "@")
-		if !id.EmailVerified || email == "" || !(p.emails[email] || p.domains[domain]) {
+		email := foldASCII(id.Email)
+		if !id.EmailVerified || email == "" || !(p.emails[email] || p.domains[emailDomain(email)]) {
 			return false, "email not allowed"
 		}
 	}
@@ -109,14 +113,6 @@ func set(l []string) map[string]bool {
 	m := make(map[string]bool, len(l))
 	for _, s := range l {
 		m[s] = true
-	}
-	return m
-}
-
-func lowerSet(l []string) map[string]bool {
-	m := make(map[string]bool, len(l))
-	for _, s := range l {
-		m[strings.ToLower(s)] = true
 	}
 	return m
 }

@@ -2,7 +2,6 @@ package policy
 
 import (
 	"context"
-	"slices"
 	"strings"
 
 	"cel.dev/cel-go/cel"
@@ -12,25 +11,56 @@ import (
 
 // ImpersonationRules are who may impersonate whom, as configured.
 type ImpersonationRules struct {
-	Impersonators []string // by email or sub; empty = anyone the provider lets
-	Protect       []string // targets never impersonated: emails, subs, email domains
-	Expression    string   // CEL over impersonator, target and request
+	// Who may impersonate: IDs, compared exactly, and emails, compared (ASCII case folded)
+	// with an impersonator email only when the provider vouches for it. Empty = anyone the
+	// provider lets.
+	Impersonators []string
+	// Who may never be impersonated: subjects (exact), emails, domains ("example.com", that
+	// domain only) and subdomain patterns (".example.com", every domain under it).
+	Protect    []string
+	Expression string // CEL over impersonator, target and request
 }
 
 // Impersonation is ImpersonationRules compiled.
 type Impersonation struct {
-	impersonators map[string]bool
-	protect       map[string]bool
-	protectEmails bool // protect names an email or a domain, so the target's email must be known
-	expr          cel.Program
+	ids, emails map[string]bool // the allowlist
+	protect     protectList
+	expr        cel.Program
+}
+
+type protectList struct {
+	subjects, emails, domains map[string]bool
+	suffixes                  []string // ".example.com"
+	byEmail                   bool     // an email, domain or suffix is listed: the target's email must be known
 }
 
 // NewImpersonation compiles the rules.
 func NewImpersonation(r ImpersonationRules) (*Impersonation, error) {
-	p := &Impersonation{
-		impersonators: lowerSet(r.Impersonators),
-		protect:       lowerSet(r.Protect),
-		protectEmails: slices.ContainsFunc(r.Protect, func(s string) bool { return strings.ContainsAny(s, "@.") }),
+	p := &Impersonation{ids: set(r.Impersonators), emails: map[string]bool{}}
+	for _, v := range r.Impersonators {
+		if strings.Contains(v, "@") {
+			if err := asciiOnly("impersonators", []string{v}); err != nil {
+				return nil, err
+			}
+			p.emails[foldASCII(v)] = true
+		}
+	}
+	p.protect = protectList{subjects: set(r.Protect), emails: map[string]bool{}, domains: map[string]bool{}}
+	for _, v := range r.Protect {
+		switch {
+		case strings.Contains(v, "@"):
+			p.protect.emails[foldASCII(v)] = true
+		case strings.HasPrefix(v, "."):
+			p.protect.suffixes = append(p.protect.suffixes, foldASCII(v))
+		case strings.Contains(v, "."):
+			p.protect.domains[foldASCII(v)] = true
+		default:
+			continue // a subject only
+		}
+		if err := asciiOnly("protect", []string{v}); err != nil {
+			return nil, err
+		}
+		p.protect.byEmail = true
 	}
 	if r.Expression != "" {
 		var err error
@@ -45,16 +75,16 @@ func NewImpersonation(r ImpersonationRules) (*Impersonation, error) {
 // allowed, and why not.
 func (p *Impersonation) Decide(ctx context.Context, target *claims.Identity, req map[string]any) (bool, string) {
 	imp := target.Imp
-	if imp == nil || (imp.ID == "" && imp.Email == "") {
+	switch {
+	case imp != nil && imp.Unread != "":
+		return false, "impersonation shown the " + imp.Unread + " way, which the claims mode does not read"
+	case imp == nil || (imp.ID == "" && imp.Email == ""):
 		return false, "impersonator unknown"
-	}
-	if len(p.impersonators) > 0 && !p.IsImpersonator(imp.ID, imp.Email) {
+	case p.Restricted() && !p.IsImpersonator(imp.ID, verifiedOnly(imp.Email, imp.EmailVerified)):
 		return false, "impersonator not allowed"
-	}
-	if p.protected(target) {
+	case p.protected(target):
 		return false, "target is protected"
-	}
-	if p.protectEmails && target.Email == "" {
+	case p.protect.byEmail && target.Email == "":
 		// Auth0's impersonation scope defaults to openid, which leaves the email out: an
 		// unknown email could be a protected one.
 		return false, "target email unknown, so protect cannot be checked"
@@ -63,9 +93,10 @@ func (p *Impersonation) Decide(ctx context.Context, target *claims.Identity, req
 		t := celClaims(target)
 		t["id"] = target.Subject
 		vars := map[string]any{
-			"impersonator": map[string]any{"id": imp.ID, "email": imp.Email, "username": imp.Username},
-			"target":       t,
-			"request":      req,
+			"impersonator": map[string]any{"id": imp.ID, "email": verifiedOnly(imp.Email, imp.EmailVerified),
+				"email_verified": imp.EmailVerified, "username": imp.Username},
+			"target":  t,
+			"request": req,
 		}
 		if !evalCEL(ctx, p.expr, vars) {
 			return false, "expression denied"
@@ -75,22 +106,38 @@ func (p *Impersonation) Decide(ctx context.Context, target *claims.Identity, req
 }
 
 // Restricted reports whether only listed impersonators may impersonate.
-func (p *Impersonation) Restricted() bool { return len(p.impersonators) > 0 }
+func (p *Impersonation) Restricted() bool { return len(p.ids) > 0 }
 
-// IsImpersonator: any of the identifiers is on the allowlist.
-func (p *Impersonation) IsImpersonator(ids ...string) bool {
-	for _, id := range ids {
-		if id != "" && p.impersonators[strings.ToLower(id)] {
+// IsImpersonator reports whether the subject is listed, or the verified email ("" when there
+// is none) is.
+func (p *Impersonation) IsImpersonator(subject, verifiedEmail string) bool {
+	return (subject != "" && p.ids[subject]) || (verifiedEmail != "" && p.emails[foldASCII(verifiedEmail)])
+}
+
+// protected: the target's subject, email (verified or not: protecting errs on the safe side),
+// email domain or a parent domain is listed.
+func (p *Impersonation) protected(target *claims.Identity) bool {
+	if p.protect.subjects[target.Subject] {
+		return true
+	}
+	if target.Email == "" {
+		return false
+	}
+	domain := emailDomain(target.Email)
+	if p.protect.emails[foldASCII(target.Email)] || p.protect.domains[domain] {
+		return true
+	}
+	for _, suffix := range p.protect.suffixes {
+		if strings.HasSuffix(domain, suffix) {
 			return true
 		}
 	}
 	return false
 }
 
-// protected: the target's sub, email or email domain is listed in protect.
-func (p *Impersonation) protected(target *claims.Identity) bool {
-	email := strings.ToLower(target.Email)
-	_, domain, _ := strings.Cut(email, "@")
-	return p.protect[strings.ToLower(target.Subject)] || (email != "" && p.protect[email]) ||
-		(domain != "" && p.protect[domain])
+func verifiedOnly(email string, verified bool) string {
+	if verified {
+		return email
+	}
+	return ""
 }

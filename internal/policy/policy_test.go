@@ -150,13 +150,18 @@ func impersonated(target claims.Set, imp *claims.Impersonator) *claims.Identity 
 }
 
 func TestImpersonationPolicyDecides(t *testing.T) {
-	admin := &claims.Impersonator{ID: "auth0|admin", Email: "admin@example.com"}
+	admin := &claims.Impersonator{ID: "auth0|admin", Email: "admin@example.com"} // Auth0's: no verification
+	vouched := &claims.Impersonator{ID: "auth0|admin", Email: "admin@example.com", EmailVerified: true}
+	fake := &claims.Impersonator{ID: "auth0|fakeadmin", Email: "admin@example.com"}
+	lookalike := &claims.Impersonator{ID: "auth0|other", Email: "adm\u0130n@example.com", EmailVerified: true}
+	upper := &claims.Impersonator{ID: "auth0|ADMIN"}
 	support := &claims.Impersonator{ID: "auth0|support", Email: "support@example.com"}
 	kcAdmin := &claims.Impersonator{ID: "kc-0001", Username: "root"}
 	alice := claims.Set{"sub": "auth0|alice", "email": "alice@example.com", "roles": []any{"user"}}
 	ceo := claims.Set{"sub": "auth0|ceo", "email": "CEO@example.com", "roles": []any{"user"}}
 	vip := claims.Set{"sub": "auth0|vip", "email": "vip@example-admins.com"}
 	boss := claims.Set{"sub": "auth0|boss", "email": "boss@example.com", "roles": []any{"admin"}}
+	subCEO := claims.Set{"sub": "auth0|subceo", "email": "ceo@sub.example.com"}
 	noRoles := claims.Set{"sub": "auth0|noroles", "email": "noroles@example.com"}
 	for _, tc := range []struct {
 		name       string
@@ -166,7 +171,12 @@ func TestImpersonationPolicyDecides(t *testing.T) {
 		wantReason string
 	}{
 		{"without an allowlist any named impersonator may", ImpersonationRules{}, impersonated(alice, support), true, ""},
-		{"an impersonator listed by email may, whatever its case", ImpersonationRules{Impersonators: []string{"Admin@Example.com"}}, impersonated(alice, admin), true, ""},
+		{"an impersonator listed by a verified email may, whatever its ASCII case", ImpersonationRules{Impersonators: []string{"Admin@Example.com"}}, impersonated(alice, vouched), true, ""},
+		{"an unverified email never matches the list", ImpersonationRules{Impersonators: []string{"admin@example.com"}}, impersonated(alice, fake), false, "impersonator not allowed"},
+		{"Auth0's impersonator email (unverified) does not match either", ImpersonationRules{Impersonators: []string{"admin@example.com"}}, impersonated(alice, admin), false, "impersonator not allowed"},
+		{"a Unicode lookalike of a listed email does not match", ImpersonationRules{Impersonators: []string{"admin@example.com"}}, impersonated(alice, lookalike), false, "impersonator not allowed"},
+		{"subjects are compared exactly", ImpersonationRules{Impersonators: []string{"auth0|admin"}}, impersonated(alice, upper), false, "impersonator not allowed"},
+		{"an impersonation signal the mode does not read is refused", ImpersonationRules{}, impersonated(alice, &claims.Impersonator{Unread: "act"}), false, "impersonation shown the act way, which the claims mode does not read"},
 		{"an impersonator listed by sub may", ImpersonationRules{Impersonators: []string{"auth0|admin"}}, impersonated(alice, admin), true, ""},
 		{"a username on the list does not admit (usernames may be editable)", ImpersonationRules{Impersonators: []string{"root"}}, impersonated(alice, kcAdmin), false, "impersonator not allowed"},
 		{"an unlisted impersonator may not", ImpersonationRules{Impersonators: []string{"admin@example.com"}}, impersonated(alice, support), false, "impersonator not allowed"},
@@ -174,14 +184,20 @@ func TestImpersonationPolicyDecides(t *testing.T) {
 		{"an identity without an impersonator is unknown", ImpersonationRules{}, impersonated(alice, nil), false, "impersonator unknown"},
 		{"an impersonator known only by username is unknown", ImpersonationRules{}, impersonated(alice, &claims.Impersonator{Username: "root"}), false, "impersonator unknown"},
 		{"a target protected by email is refused, whatever its case", ImpersonationRules{Protect: []string{"ceo@EXAMPLE.com"}}, impersonated(ceo, admin), false, "target is protected"},
-		{"a target protected by sub is refused", ImpersonationRules{Protect: []string{"auth0|CEO"}}, impersonated(ceo, admin), false, "target is protected"},
+		{"a target protected by sub is refused", ImpersonationRules{Protect: []string{"auth0|ceo"}}, impersonated(ceo, admin), false, "target is protected"},
+		{"a protected sub is compared exactly", ImpersonationRules{Protect: []string{"auth0|CEO"}}, impersonated(ceo, admin), true, ""},
+		{"a listed domain does not cover its subdomains", ImpersonationRules{Protect: []string{"example.com"}}, impersonated(subCEO, admin), true, ""},
+		{"a .domain entry covers every subdomain", ImpersonationRules{Protect: []string{".example.com"}}, impersonated(subCEO, admin), false, "target is protected"},
+		{"a .domain entry does not cover a lookalike", ImpersonationRules{Protect: []string{".example.com"}}, impersonated(vip, admin), true, ""},
 		{"a target protected by domain is refused", ImpersonationRules{Protect: []string{"example-admins.com"}}, impersonated(vip, admin), false, "target is protected"},
 		{"an unprotected target is allowed", ImpersonationRules{Protect: []string{"ceo@example.com", "example-admins.com"}}, impersonated(alice, admin), true, ""},
 		{"protecting a domain does not protect its subdomains' lookalikes", ImpersonationRules{Protect: []string{"admins.com"}}, impersonated(vip, admin), true, ""},
 		{"an allowed impersonator still may not take a protected target",
-			ImpersonationRules{Impersonators: []string{"admin@example.com"}, Protect: []string{"ceo@example.com"}}, impersonated(ceo, admin), false, "target is protected"},
+			ImpersonationRules{Impersonators: []string{"admin@example.com"}, Protect: []string{"ceo@example.com"}}, impersonated(ceo, vouched), false, "target is protected"},
 		{"the spec's expression allows a staff impersonator on a plain user",
-			ImpersonationRules{Expression: `impersonator.email.endsWith("@example.com") && !("admin" in target.roles)`}, impersonated(alice, admin), true, ""},
+			ImpersonationRules{Expression: `impersonator.email.endsWith("@example.com") && !("admin" in target.roles)`}, impersonated(alice, vouched), true, ""},
+		{"expressions never see an unverified impersonator email",
+			ImpersonationRules{Expression: `impersonator.email.endsWith("@example.com")`}, impersonated(alice, fake), false, "expression denied"},
 		{"the spec's expression refuses an admin target",
 			ImpersonationRules{Expression: `impersonator.email.endsWith("@example.com") && !("admin" in target.roles)`}, impersonated(boss, admin), false, "expression denied"},
 		{"the spec's expression refuses a target without roles (a runtime error)",
@@ -213,6 +229,42 @@ func TestExpressionsNeverSeeAnUnverifiedEmail(t *testing.T) {
 			Subject: "u", Email: "ceo@example.com", EmailVerified: verified}
 		if ok, _ := p.Admit(context.Background(), id, nil); ok != verified {
 			t.Errorf("email_verified %v: admitted %v", verified, ok)
+		}
+	}
+}
+
+func TestListedEmailsAndDomainsMustBeASCII(t *testing.T) {
+	t.Parallel()
+	if _, err := NewImpersonation(ImpersonationRules{Impersonators: []string{"adm\u0130n@example.com"}}); err == nil {
+		t.Error("a non-ASCII impersonator email was accepted")
+	}
+	if _, err := NewImpersonation(ImpersonationRules{Protect: []string{".exämple.com"}}); err == nil {
+		t.Error("a non-ASCII protected domain was accepted")
+	}
+	if _, err := NewImpersonation(ImpersonationRules{Impersonators: []string{"kc-ünïcode-id"}, Protect: []string{"sub-ü"}}); err != nil {
+		t.Errorf("a non-ASCII subject is a subject, compared exactly: %v", err)
+	}
+	if _, err := NewAllow(AllowRules{Emails: []string{"ceo@exämple.com"}}); err == nil {
+		t.Error("a non-ASCII allowed email was accepted")
+	}
+	if _, err := NewAllow(AllowRules{Domains: []string{"xn--exmple-cua.com"}}); err != nil {
+		t.Errorf("a punycode domain was refused: %v", err)
+	}
+}
+
+func TestAllowComparesEmailsWithASCIIFoldingOnly(t *testing.T) {
+	t.Parallel()
+	p, err := NewAllow(AllowRules{Emails: []string{"admin@example.com"}, Domains: []string{"corp.example"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		email string
+		want  bool
+	}{{"ADMIN@Example.COM", true}, {"adm\u0130n@example.com", false}, {"bob@CORP.EXAMPLE", true}, {"bob@corp.exampl\u0130", false}} {
+		id := &claims.Identity{Subject: "s", Email: tc.email, EmailVerified: true}
+		if ok, _ := p.Admit(context.Background(), id, nil); ok != tc.want {
+			t.Errorf("%q admitted %v, want %v", tc.email, ok, tc.want)
 		}
 	}
 }

@@ -22,6 +22,8 @@ type Session struct {
 	Impersonated      bool
 	ImpersonatorID    string
 	ImpersonatorEmail string
+	// ImpersonatorEmailVerified: the provider (or the operator) vouches for ImpersonatorEmail.
+	ImpersonatorEmailVerified bool
 
 	AccessToken string
 	// TokenAudience is the audience the access token was verified for; empty means the token
@@ -72,6 +74,9 @@ func (s *Session) Marshal() []byte {
 	if s.Impersonated {
 		flags |= 2
 	}
+	if s.ImpersonatorEmailVerified {
+		flags |= 4
+	}
 	b = append(b, flags)
 	for _, t := range []time.Time{s.TokenExpiry, s.Created, s.Expires, s.LastSeen} {
 		b = binary.AppendVarint(b, unixOrZero(t))
@@ -101,6 +106,7 @@ func (s *Session) Unmarshal(b []byte) error {
 	flags := d.byte()
 	s.EmailVerified = flags&1 != 0
 	s.Impersonated = flags&2 != 0
+	s.ImpersonatorEmailVerified = flags&4 != 0
 	for _, p := range []*time.Time{&s.TokenExpiry, &s.Created, &s.Expires, &s.LastSeen} {
 		*p = timeOrZero(d.Varint())
 	}

@@ -19,6 +19,10 @@ type Store interface {
 	Claim(ctx context.Context, key string, expires time.Time) (bool, error)
 	// TryLock takes the lock called key for at most ttl. ok is false when another holder has it.
 	TryLock(ctx context.Context, key string, ttl time.Duration) (unlock func(), ok bool, err error)
+	// Horizon is when the store's memory begins: a claim made before it is not known to the
+	// store (a process restarted, an in-memory store). The zero time means the store
+	// remembers every claim for its full time (a shared, persistent store).
+	Horizon() time.Time
 }
 
 // Memory is the in-process Store: sharded maps with expiry, bounded in size.
@@ -28,6 +32,8 @@ type Memory struct {
 	// Locks live apart from claims, so a full replay cache never blocks a refresh.
 	locks [32]memoryShard
 	now   func() time.Time
+	// created is when the store began; nothing claimed before it is remembered.
+	created time.Time
 }
 
 type memoryShard struct {
@@ -44,7 +50,7 @@ func NewMemory(now func() time.Time) *Memory {
 	if now == nil {
 		now = time.Now
 	}
-	s := &Memory{seed: maphash.MakeSeed(), now: now}
+	s := &Memory{seed: maphash.MakeSeed(), now: now, created: now()}
 	for i := range s.shards {
 		s.shards[i].entries = make(map[string]time.Time)
 		s.locks[i].entries = make(map[string]time.Time)
@@ -60,8 +66,15 @@ func (s *Memory) lockShard(key string) *memoryShard {
 	return &s.locks[maphash.String(s.seed, key)%uint64(len(s.locks))]
 }
 
-// SetClock moves the store onto another clock; call it before the store is in use.
-func (s *Memory) SetClock(now func() time.Time) { s.now = now }
+// Horizon implements Store: the memory begins when the store was made.
+func (s *Memory) Horizon() time.Time { return s.created }
+
+// SetClock moves the store onto another clock, its memory beginning now on that clock; call
+// it before the store is in use.
+func (s *Memory) SetClock(now func() time.Time) {
+	s.now = now
+	s.created = now()
+}
 
 // Claim implements Store.
 func (s *Memory) Claim(_ context.Context, key string, expires time.Time) (bool, error) {

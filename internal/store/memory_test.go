@@ -214,3 +214,16 @@ func TestAFullReplayCacheDoesNotBlockRefreshLocks(t *testing.T) {
 	}
 	unlock()
 }
+
+func TestTheMemoryStoresHorizonIsWhenItBeganOnItsClock(t *testing.T) {
+	t.Parallel()
+	began := time.Unix(1_900_000_000, 0)
+	s := NewMemory(func() time.Time { return began })
+	if !s.Horizon().Equal(began) {
+		t.Fatalf("Horizon %v, want %v", s.Horizon(), began)
+	}
+	s.SetClock(func() time.Time { return began.Add(time.Hour) })
+	if !s.Horizon().Equal(began.Add(time.Hour)) {
+		t.Errorf("on a new clock the horizon is %v, want that clock's now", s.Horizon())
+	}
+}

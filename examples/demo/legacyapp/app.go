@@ -23,7 +23,7 @@ form{display:inline}button,a.button{font:inherit;padding:.4rem .9rem;border-radi
 <body>
 <h1>Legacy app</h1>
 <p id="whoami">Signed in as <strong id="user">{{.Email}}</strong>{{if .User}} (<code>{{.User}}</code>){{end}}.</p>
-{{if .Impersonated}}<div class="banner" id="impersonation-banner">You are <strong>impersonating</strong> this user, as <strong id="impersonator">{{.ImpersonatorEmail}}</strong> (<code>{{.Impersonator}}</code>).
+{{if .Impersonated}}<div class="banner" id="impersonation-banner">You are <strong>impersonating</strong> this user, as <strong id="impersonator">{{or .ImpersonatorEmail .ImpersonatorEmailUnverified .Impersonator}}</strong>{{if .ImpersonatorEmailUnverified}} <span id="impersonator-unverified">(email not verified)</span>{{end}} (<code>{{.Impersonator}}</code>).
 <form method="post" action="/oauth2/impersonation/end"><button type="submit" id="end-impersonation">End impersonation</button></form></div>{{end}}
 <p><a class="button" id="logout" href="/oauth2/logout">Sign out</a> <a href="/oauth2/userinfo">/oauth2/userinfo</a></p>
 <h2>Headers this app received</h2>
@@ -56,12 +56,13 @@ func Handler() http.Handler {
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 		w.Header().Set("Cache-Control", "no-store")
 		_ = page.Execute(w, map[string]any{
-			"User":              r.Header.Get("X-Forwarded-User"),
-			"Email":             r.Header.Get("X-Forwarded-Email"),
-			"Impersonated":      r.Header.Get("X-Forwarded-Impersonated") == "true",
-			"Impersonator":      r.Header.Get("X-Forwarded-Impersonator"),
-			"ImpersonatorEmail": r.Header.Get("X-Forwarded-Impersonator-Email"),
-			"Headers":           hs,
+			"User":                        r.Header.Get("X-Forwarded-User"),
+			"Email":                       r.Header.Get("X-Forwarded-Email"),
+			"Impersonated":                r.Header.Get("X-Forwarded-Impersonated") == "true",
+			"Impersonator":                r.Header.Get("X-Forwarded-Impersonator"),
+			"ImpersonatorEmail":           r.Header.Get("X-Forwarded-Impersonator-Email"),
+			"ImpersonatorEmailUnverified": r.Header.Get("X-Forwarded-Impersonator-Email-Unverified"),
+			"Headers":                     hs,
 		})
 	})
 	return mux
