@@ -90,7 +90,7 @@ func TestImpersonationPolicyRefusals(t *testing.T) {
 		{name: "an expression that says no",
 			policy: &ImpersonationConfig{TrustImpersonatorEmail: true,
 				Expression: `impersonator.email.endsWith("@example.com") && !("admin" in target.roles)`},
-			user:   "alice", imp: "mallory", reason: "expression denied", allowedUser: "alice"},
+			user: "alice", imp: "mallory", reason: "expression denied", allowedUser: "alice"},
 	}
 	for _, c := range cases {
 		t.Run(c.name+" is refused with 403", func(t *testing.T) {
