@@ -1,0 +1,343 @@
+package caddymodule
+
+import (
+	"encoding/base64"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/relyingparty/caddy-oidc-auth/internal/session"
+)
+
+// Cookies: a session cookie that is forged, truncated, tampered with, sealed for another
+// purpose or under a retired key, expired, split into chunks that are reordered, missing or
+// surplus, oversized — and the other cookies of the module (login attempts, confirmation) forged
+// or swapped. Anything that does not open is no session: 401 (the request is an API call), the
+// application sees nothing, and a cookie that was there is audited as session_rejected.
+
+// advOldSecret is a secret the suite's sites used before: configured as the second one it
+// still opens cookies; removed, it opens nothing.
+const advOldSecret = "fedcba9876543210fedcba9876543210-old"
+
+// advAlice is a session of alice's own, valid for an hour from now on the harness's clock.
+func advAlice(h *harness) *session.Session {
+	now := h.clock.Now()
+	return &session.Session{ID: "sess-adv", Subject: "auth0|alice", Email: "alice@example.com", EmailVerified: true,
+		Groups: []string{"staff"}, Created: now, LastSeen: now, Expires: now.Add(time.Hour)}
+}
+
+// advBigAlice is advAlice with a kept claim large enough to take three cookie chunks.
+func advBigAlice(h *harness) *session.Session {
+	s := advAlice(h)
+	s.Claims = []session.Claim{{Name: "blob", Value: strings.Repeat("x", 2*session.ChunkSize)}}
+	return s
+}
+
+// advSeal seals s as the site's handler does, for purpose.
+func advSeal(h *harness, purpose session.Purpose, s *session.Session) string {
+	return h.handler.sealer.Seal(purpose, s.Marshal(), s.Expires)
+}
+
+// advChunks splits a sealed value into the site's chunk cookies name_0, name_1, ...
+func advChunks(name, sealed string) []string {
+	var cs []string
+	for i := 0; sealed != ""; i++ {
+		part := sealed[:min(session.ChunkSize, len(sealed))]
+		sealed = sealed[len(part):]
+		cs = append(cs, name+"_"+strconv.Itoa(i)+"="+part)
+	}
+	return cs
+}
+
+// advFlip changes one character in the middle of a sealed value.
+func advFlip(v string) string {
+	i := len(v) / 2
+	c := byte('A')
+	if v[i] == 'A' {
+		c = 'B'
+	}
+	return v[:i] + string(c) + v[i+1:]
+}
+
+func TestAdversarialSessionCookies(t *testing.T) {
+	rejected := func(reason string) advWant {
+		return advWant{status: http.StatusUnauthorized, events: evSessionRejected, reason: reason}
+	}
+	passes := advWant{status: http.StatusOK, reaches: true}
+	for _, tc := range []struct {
+		name   string
+		cfg    func(*Handler)
+		cookie func(h *harness, base string) string // the Cookie header
+		want   advWant
+	}{
+		{name: "a session sealed by the site (control)",
+			cookie: func(h *harness, base string) string {
+				return base + "=" + advSeal(h, session.PurposeSession, advAlice(h))
+			},
+			want: passes},
+		{name: "a forged value",
+			cookie: func(h *harness, base string) string {
+				return base + "=" + base64.RawURLEncoding.EncodeToString([]byte(strings.Repeat("forged session ", 8)))
+			},
+			want: rejected("does not open")},
+		{name: "an empty value",
+			cookie: func(h *harness, base string) string { return base + "=" },
+			want:   rejected("does not open")},
+		{name: "truncated",
+			cookie: func(h *harness, base string) string {
+				v := advSeal(h, session.PurposeSession, advAlice(h))
+				return base + "=" + v[:len(v)-8]
+			},
+			want: rejected("does not open")},
+		{name: "one character changed",
+			cookie: func(h *harness, base string) string {
+				return base + "=" + advFlip(advSeal(h, session.PurposeSession, advAlice(h)))
+			},
+			want: rejected("does not open")},
+		{name: "sealed for the stash",
+			cookie: func(h *harness, base string) string {
+				return base + "=" + advSeal(h, session.PurposeStash, advAlice(h))
+			},
+			want: rejected("does not open")},
+		{name: "sealed for a confirmation",
+			cookie: func(h *harness, base string) string {
+				return base + "=" + advSeal(h, session.PurposeConfirm, advAlice(h))
+			},
+			want: rejected("does not open")},
+		{name: "sealed under a retired secret",
+			cookie: func(h *harness, base string) string {
+				old, err := session.NewSealer([]string{advOldSecret})
+				if err != nil {
+					t.Fatal(err)
+				}
+				s := advAlice(h)
+				return base + "=" + old.Seal(session.PurposeSession, s.Marshal(), s.Expires)
+			},
+			want: rejected("does not open")},
+		{name: "sealed under the previous secret, still configured (control)",
+			cfg: func(c *Handler) { c.SessionSecrets = []string{testSecret + "-new", advOldSecret} },
+			cookie: func(h *harness, base string) string {
+				old, err := session.NewSealer([]string{advOldSecret})
+				if err != nil {
+					t.Fatal(err)
+				}
+				s := advAlice(h)
+				return base + "=" + old.Seal(session.PurposeSession, s.Marshal(), s.Expires)
+			},
+			want: passes},
+		{name: "a seal that expired",
+			cookie: func(h *harness, base string) string {
+				s := advAlice(h)
+				return base + "=" + h.handler.sealer.Seal(session.PurposeSession, s.Marshal(), h.clock.Now().Add(-time.Second))
+			},
+			want: rejected("expired")},
+		{name: "a session that expired, in a seal that did not",
+			cookie: func(h *harness, base string) string {
+				s := advAlice(h)
+				s.Expires = h.clock.Now().Add(-time.Second)
+				return base + "=" + h.handler.sealer.Seal(session.PurposeSession, s.Marshal(), h.clock.Now().Add(time.Hour))
+			},
+			want: rejected("expired")},
+		{name: "a session idle too long",
+			cfg: func(c *Handler) { c.SessionIdle = durationOf(10 * time.Minute) },
+			cookie: func(h *harness, base string) string {
+				s := advAlice(h)
+				s.LastSeen = h.clock.Now().Add(-11 * time.Minute)
+				return base + "=" + advSeal(h, session.PurposeSession, s)
+			},
+			want: rejected("idle")},
+		{name: "sealed garbage",
+			cookie: func(h *harness, base string) string {
+				return base + "=" + h.handler.sealer.Seal(session.PurposeSession, []byte("\x01forged"), h.clock.Now().Add(time.Hour))
+			},
+			want: rejected("malformed")},
+		{name: "chunks, all in order (control)",
+			cookie: func(h *harness, base string) string {
+				return strings.Join(advChunks(base, advSeal(h, session.PurposeSession, advBigAlice(h))), "; ")
+			},
+			want: passes},
+		{name: "chunks, the first two swapped",
+			cookie: func(h *harness, base string) string {
+				cs := advChunks(base, advSeal(h, session.PurposeSession, advBigAlice(h)))
+				v0, v1 := strings.SplitN(cs[0], "=", 2)[1], strings.SplitN(cs[1], "=", 2)[1]
+				cs[0], cs[1] = base+"_0="+v1, base+"_1="+v0
+				return strings.Join(cs, "; ")
+			},
+			want: rejected("does not open")},
+		{name: "chunks, the middle one missing",
+			cookie: func(h *harness, base string) string {
+				cs := advChunks(base, advSeal(h, session.PurposeSession, advBigAlice(h)))
+				return cs[0] + "; " + cs[2]
+			},
+			want: rejected("does not open")},
+		{name: "chunks, the first one missing",
+			cookie: func(h *harness, base string) string {
+				cs := advChunks(base, advSeal(h, session.PurposeSession, advBigAlice(h)))
+				return cs[1] + "; " + cs[2]
+			},
+			want: advWant{status: http.StatusUnauthorized}},
+		{name: "chunks, with a surplus one",
+			cookie: func(h *harness, base string) string {
+				cs := advChunks(base, advSeal(h, session.PurposeSession, advBigAlice(h)))
+				return strings.Join(append(cs, base+"_"+strconv.Itoa(len(cs))+"=Zm9yZ2Vk"), "; ")
+			},
+			want: rejected("does not open")},
+		{name: "chunks, with a whole cookie beside them",
+			cookie: func(h *harness, base string) string {
+				cs := advChunks(base, advSeal(h, session.PurposeSession, advBigAlice(h)))
+				return strings.Join(append([]string{base + "=Zm9yZ2Vk"}, cs...), "; ")
+			},
+			want: rejected("does not open")},
+		{name: "a session split into more chunks than are read",
+			cookie: func(h *harness, base string) string {
+				v, cs := advSeal(h, session.PurposeSession, advAlice(h)), []string(nil)
+				n := len(v)/(session.MaxChunks+1) + 1
+				for i := 0; v != ""; i++ {
+					part := v[:min(n, len(v))]
+					v = v[len(part):]
+					cs = append(cs, base+"_"+strconv.Itoa(i)+"="+part)
+				}
+				if len(cs) <= session.MaxChunks {
+					t.Fatalf("%d chunks", len(cs))
+				}
+				return strings.Join(cs, "; ")
+			},
+			want: rejected("does not open")},
+		{name: "a forged cookie before the real one of the same name",
+			cookie: func(h *harness, base string) string {
+				return base + "=Zm9yZ2Vk; " + base + "=" + advSeal(h, session.PurposeSession, advAlice(h))
+			},
+			want: rejected("does not open")},
+		{name: "a cookie over the server's header limit (Caddy refuses it before any handler)",
+			cookie: func(h *harness, base string) string { return base + "=" + strings.Repeat("A", 40<<10) },
+			want:   advWant{status: http.StatusRequestHeaderFieldsTooLarge}},
+		{name: "a session beside an oversized cookie",
+			cookie: func(h *harness, base string) string {
+				return base + "=" + advSeal(h, session.PurposeSession, advAlice(h)) + "; pad=" + strings.Repeat("A", 1<<20)
+			},
+			want: advWant{status: http.StatusRequestHeaderFieldsTooLarge}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := advHarness(t, tc.cfg, nil)
+			m := h.advMark()
+			res := h.advSend(advReq{path: "/app", bare: true,
+				header: [][2]string{{"Accept", "application/json"}, {"Cookie", tc.cookie(h, h.handler.jar.Base)}}})
+			h.advCheck(m, res, tc.want)
+			if tc.want.reaches {
+				if u := h.upstreamHeaders().Get("X-Forwarded-User"); u != "auth0|alice" {
+					t.Errorf("the application saw X-Forwarded-User %q", u)
+				}
+				if c := h.upstreamHeaders().Get("Cookie"); strings.Contains(c, h.handler.jar.Base) {
+					t.Errorf("the application saw the module's cookies: %.100s", c)
+				}
+			}
+			if tc.want.events == evSessionRejected && !advClears(res, h.handler.jar.Base) {
+				t.Errorf("the rejected cookie was not cleared: %q", res.header.Values("Set-Cookie"))
+			}
+		})
+	}
+}
+
+// advClears reports whether the response expires the cookie called name (or its chunks).
+func advClears(res result, name string) bool {
+	for _, c := range (&http.Response{Header: res.header}).Cookies() {
+		if (c.Name == name || strings.HasPrefix(c.Name, name+"_")) && c.MaxAge < 0 {
+			return true
+		}
+	}
+	return false
+}
+
+func TestAdversarialLoginCookies(t *testing.T) {
+	// callback answers this browser's login with a forged code; cookies edits its cookies first.
+	callback := func(cookies func(h *harness, state string)) func(h *harness) result {
+		return func(h *harness) result {
+			state, _ := h.startAttempt()
+			cookies(h, state)
+			return h.advSend(advReq{path: "/oauth2/callback?code=forged&state=" + url.QueryEscape(state)})
+		}
+	}
+	attemptCookie := func(h *harness) (*url.URL, *http.Cookie) {
+		site, _ := url.Parse(h.siteURL)
+		for _, c := range h.client.Jar.Cookies(site) {
+			if strings.HasPrefix(c.Name, h.handler.jar.AttemptPrefix()) {
+				return site, c
+			}
+		}
+		h.t.Fatalf("no attempt cookie: %v", h.cookieNames())
+		return nil, nil
+	}
+	for _, tc := range []struct {
+		name   string
+		cfg    func(*Handler)
+		attack func(h *harness) result
+		want   advWant
+	}{
+		{name: "a forged attempt cookie",
+			attack: callback(func(h *harness, _ string) {
+				site, c := attemptCookie(h)
+				h.client.Jar.SetCookies(site, []*http.Cookie{{Name: c.Name, Value: "Zm9yZ2Vk", Path: "/"}})
+			}),
+			want: advWant{status: http.StatusBadRequest, events: evLoginFailed, reason: "state does not match the attempt"}},
+		{name: "another attempt's cookie under this attempt's name",
+			attack: callback(func(h *harness, _ string) {
+				site, c := attemptCookie(h)
+				other := h.impOtherBrowser()
+				other.startAttempt()
+				_, oc := attemptCookie(other)
+				h.client.Jar.SetCookies(site, []*http.Cookie{{Name: c.Name, Value: oc.Value, Path: "/"}})
+			}),
+			want: advWant{status: http.StatusBadRequest, events: evLoginFailed, reason: "state does not match the attempt"}},
+		{name: "the attempt cookie missing",
+			attack: callback(func(h *harness, _ string) {
+				site, c := attemptCookie(h)
+				h.client.Jar.SetCookies(site, []*http.Cookie{{Name: c.Name, Value: "", Path: "/", MaxAge: -1}})
+			}),
+			want: advWant{status: http.StatusBadRequest, events: evLoginFailed, reason: "attempt cookie missing"}},
+		{name: "thirty forged attempt cookies at start",
+			attack: func(h *harness) result {
+				var cs []string
+				for i := range 30 {
+					cs = append(cs, h.handler.jar.AttemptPrefix()+"f"+strconv.Itoa(i)+"=Zm9yZ2Vk")
+				}
+				res := h.advSend(advReq{path: "/oauth2/start", bare: true, header: [][2]string{{"Cookie", strings.Join(cs, "; ")}}})
+				if n := len(res.header.Values("Set-Cookie")); n < 31 {
+					h.t.Errorf("%d cookies set, want the 30 forged ones cleared and one attempt", n)
+				}
+				return res
+			},
+			want: advWant{status: http.StatusFound}},
+		{name: "a forged confirmation cookie",
+			cfg: advImp(ImpersonationConfig{}),
+			attack: func(h *harness) result {
+				token := impConfirmToken(h.t, h.browse(h.impLink("alice", "admin", impParams{})))
+				site, _ := url.Parse(h.siteURL)
+				h.client.Jar.SetCookies(site, []*http.Cookie{{Name: h.handler.jar.ConfirmName(), Value: "Zm9yZ2Vk", Path: "/"}})
+				return h.advSend(advReq{method: http.MethodPost, path: "/oauth2/confirm", origin: "self",
+					body: url.Values{"token": {token}, "decision": {"continue"}}.Encode()})
+			},
+			want: advWant{status: http.StatusBadRequest, events: evImpersonationDenied, reason: "expired or invalid"}},
+		{name: "a session cookie where the confirmation cookie goes",
+			cfg: advImp(ImpersonationConfig{}),
+			attack: func(h *harness) result {
+				token := impConfirmToken(h.t, h.browse(h.impLink("alice", "admin", impParams{})))
+				site, _ := url.Parse(h.siteURL)
+				h.client.Jar.SetCookies(site, []*http.Cookie{{Name: h.handler.jar.ConfirmName(),
+					Value: advSeal(h, session.PurposeSession, advAlice(h)), Path: "/"}})
+				return h.advSend(advReq{method: http.MethodPost, path: "/oauth2/confirm", origin: "self",
+					body: url.Values{"token": {token}, "decision": {"continue"}}.Encode()})
+			},
+			want: advWant{status: http.StatusBadRequest, events: evImpersonationDenied, reason: "expired or invalid"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := advHarness(t, tc.cfg, nil)
+			m := h.advMark()
+			res := tc.attack(h)
+			h.advCheck(m, res, tc.want)
+			h.impNoSession()
+		})
+	}
+}
