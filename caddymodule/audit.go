@@ -22,6 +22,7 @@ const (
 	evImpersonationEnded     = "impersonation_ended"
 	evUnsolicitedBounced     = "unsolicited_bounced"
 	evSessionRejected        = "session_rejected"
+	evAccessDenied           = "access_denied" // a session refused by the handler serving a request
 )
 
 // auditEntry is who an audit event is about. Tokens, codes, cookies and secrets have no field here.

@@ -74,6 +74,12 @@ func (h *Handler) currentSession(w http.ResponseWriter, r *http.Request) *sessio
 	if s == nil {
 		return nil
 	}
+	if s.Provider != h.provKey {
+		// Another provider's or client's session (a site with several): not this handler's
+		// to accept, and not its to clear.
+		h.event(evSessionRejected, r, entryFor(s).because("issued for another provider or client"))
+		return nil
+	}
 	now := h.now()
 	end := func(reason string) *session.Session {
 		h.jar.ClearAll(w, h.jar.Base)

@@ -32,7 +32,8 @@ func (h *Handler) askConfirmation(w http.ResponseWriter, r *http.Request, s *ses
 	payload = append(payload, s.Marshal()...)
 	exp := h.now().Add(confirmTTL)
 	// Strict: only a request from this site's own page can carry it to the confirm endpoint.
-	if !h.jar.SetChunkedSameSite(w, r, h.jar.ConfirmName(), h.sealer.Seal(session.PurposeConfirm, payload, exp), exp, http.SameSiteStrictMode) {
+	sealed := h.sealer.Seal(session.PurposeConfirm, payload, exp)
+	if len(sealed) > cookieBudget(r) || !h.jar.SetChunkedSameSite(w, r, h.jar.ConfirmName(), sealed, exp, http.SameSiteStrictMode) {
 		return refuse(errSessionTooLarge, evImpersonationDenied, "session too large for cookies").about(entryFor(s))
 	}
 	// Only what the provider vouches for is shown as who someone is: a verified email (the

@@ -79,7 +79,7 @@ http://`+addr+` {
 	s := &session.Session{ID: "sess-alias", Subject: "auth0|alice", Email: "alice@example.com", EmailVerified: true,
 		Groups: []string{"staff"}, Impersonated: true, ImpersonatorID: "auth0|admin",
 		Created: now, LastSeen: now, Expires: now.Add(time.Hour)}
-	return addr, h.jar.Base + "=" + h.sealer.Seal(session.PurposeSession, s.Marshal(), s.Expires), audit, hits
+	return addr, sealedSessionCookie(h, s), audit, hits
 }
 
 // advAliases forges the identity headers under names with sep in place of '-', each once (Caddy

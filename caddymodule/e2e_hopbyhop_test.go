@@ -72,7 +72,7 @@ func hopSite(t *testing.T, proxy string, fastCGI bool) (addr, cookie string) {
 	s := &session.Session{ID: "sess-hop", Subject: "auth0|alice", Email: "alice@example.com", EmailVerified: true,
 		Groups: []string{"staff"}, Impersonated: true, ImpersonatorID: "auth0|admin",
 		Created: now, LastSeen: now, Expires: now.Add(time.Hour)}
-	return addr, h.jar.Base + "=" + h.sealer.Seal(session.PurposeSession, s.Marshal(), s.Expires)
+	return addr, sealedSessionCookie(h, s)
 }
 
 // rawExchange writes a request as bytes and reads the response.

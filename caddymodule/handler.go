@@ -32,6 +32,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	if s == nil {
 		return h.answer(w, r, h.unauthenticated(w, r))
 	}
+	if err := h.authorize(r, s); err != nil {
+		return h.answer(w, r, err)
+	}
 	h.headers.set(r.Header, s)
 	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
 		publishPlaceholders(repl, s)

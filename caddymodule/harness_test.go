@@ -74,6 +74,42 @@ func newHarness(t *testing.T, handlerCfg func(*Handler), idpCfg func(*devidp.Con
 func newRoutedHarness(t *testing.T, handlerCfg func(*Handler), idpCfg func(*devidp.Config),
 	route func(t *testing.T, oidcAuth json.RawMessage) []json.RawMessage) *harness {
 	t.Helper()
+	h, port := startHarness(t, idpCfg)
+	hc := Handler{
+		Issuer:         h.idpURL,
+		ClientID:       testClientID,
+		ClientSecret:   testClientSecret,
+		SessionSecrets: []string{testSecret},
+		Cookie:         &CookieConfig{Insecure: true},
+	}
+	if handlerCfg != nil {
+		handlerCfg(&hc)
+	}
+	handlers := []json.RawMessage{handlerJSON(t, "oidc_auth", &hc)}
+	if route != nil {
+		handlers = route(t, handlers[0])
+	}
+	h.load(port, handlers...)
+	return h
+}
+
+// newCaddyfileHarness is newHarness for a site written as a Caddyfile: site is the inside of
+// the site block, where $ISSUER, $CLIENT_ID, $CLIENT_SECRET, $SECRET and $UPSTREAM stand for
+// the provider, the test client, a session secret and the echoing upstream.
+func newCaddyfileHarness(t *testing.T, site string, idpCfg func(*devidp.Config)) *harness {
+	t.Helper()
+	h, _ := startHarness(t, idpCfg)
+	site = strings.NewReplacer("$ISSUER", h.idpURL, "$CLIENT_ID", testClientID, "$CLIENT_SECRET", testClientSecret,
+		"$SECRET", testSecret, "$UPSTREAM", h.upstream.addr).Replace(site)
+	loadCaddyfile(t, caddyfileGlobals+h.siteURL+" {\n"+site+"\n}\n")
+	h.inject()
+	return h
+}
+
+// startHarness starts the provider, the upstream and a browser-like client, holding the Caddy
+// lock until the test ends; Caddy is the caller's to load, on the returned port.
+func startHarness(t *testing.T, idpCfg func(*devidp.Config)) (*harness, string) {
+	t.Helper()
 	caddyMu.Lock()
 	t.Cleanup(caddyMu.Unlock)
 
@@ -120,25 +156,9 @@ func newRoutedHarness(t *testing.T, handlerCfg func(*Handler), idpCfg func(*devi
 	h.idp.SetAutoLogin("alice", "")
 
 	h.upstream = newEchoUpstream(t)
-	hc := Handler{
-		Issuer:         h.idpURL,
-		ClientID:       testClientID,
-		ClientSecret:   testClientSecret,
-		SessionSecrets: []string{testSecret},
-		Cookie:         &CookieConfig{Insecure: true},
-	}
-	if handlerCfg != nil {
-		handlerCfg(&hc)
-	}
-	handlers := []json.RawMessage{handlerJSON(t, "oidc_auth", &hc)}
-	if route != nil {
-		handlers = route(t, handlers[0])
-	}
-	h.load(port, handlers...)
-
 	jar, _ := cookiejar.New(nil)
 	h.client = &http.Client{Jar: jar, Timeout: 20 * time.Second}
-	return h
+	return h, port
 }
 
 // handlerJSON encodes an HTTP handler module's configuration as Caddy's JSON config names it:
@@ -157,8 +177,6 @@ func handlerJSON(t *testing.T, name string, cfg any) json.RawMessage {
 // to the upstream.
 func (h *harness) load(port string, handlers ...json.RawMessage) {
 	t := h.t
-	core, logs := observer.New(zapcore.InfoLevel)
-	h.audit = logs
 	proxy := &reverseproxy.Handler{Upstreams: reverseproxy.UpstreamPool{{Dial: h.upstream.addr}}}
 	app := caddyhttp.App{Servers: map[string]*caddyhttp.Server{"site": {
 		Listen:    []string{"127.0.0.1:" + port},
@@ -178,8 +196,15 @@ func (h *harness) load(port string, handlers ...json.RawMessage) {
 		t.Fatalf("loading Caddy config: %v", err)
 	}
 	t.Cleanup(func() { _ = caddy.Stop() })
-	// Before any request: the handlers take the test's clock and audit log.
-	for _, p := range provisionedHandlers(t) {
+	h.inject()
+}
+
+// inject gives every provisioned handler, before any request, the test's clock and a fresh
+// observed audit log.
+func (h *harness) inject() {
+	core, logs := observer.New(zapcore.InfoLevel)
+	h.audit = logs
+	for _, p := range provisionedHandlers(h.t) {
 		p.now = h.clock.Now
 		if ms, ok := p.store.(*store.Memory); ok {
 			ms.SetClock(h.clock.Now)

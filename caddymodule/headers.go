@@ -117,18 +117,18 @@ func pick(configured, def string) string {
 	return http.CanonicalHeaderKey(configured)
 }
 
-// sameHeaderName compares header names as the upstream may: case-insensitively, with '_'
-// equal to '-' (CGI, PHP and many frameworks turn both into the same variable).
+// sameHeaderName compares header names as the upstream may: case-insensitively, with '_' and
+// '.' equal to '-' (CGI, PHP and many frameworks turn all three into the same variable).
 func sameHeaderName(a, b string) bool {
 	if len(a) != len(b) {
 		return false
 	}
 	for i := 0; i < len(a); i++ {
 		x, y := a[i], b[i]
-		if x == '_' {
+		if x == '_' || x == '.' {
 			x = '-'
 		}
-		if y == '_' {
+		if y == '_' || y == '.' {
 			y = '-'
 		}
 		if 'A' <= x && x <= 'Z' {

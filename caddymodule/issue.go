@@ -6,6 +6,7 @@ import (
 
 	"golang.org/x/oauth2"
 
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/relyingparty/caddy-oidc-auth/internal/claims"
 	"github.com/relyingparty/caddy-oidc-auth/internal/session"
 )
@@ -22,6 +23,8 @@ func (h *Handler) newSession(id *claims.Identity, tok *oauth2.Token, rawIDToken,
 		Groups:            id.Groups,
 		TokenAudience:     audience,
 		TokenExpiry:       tok.Expiry,
+		RuleClaims:        h.ruleClaims(id.Claims),
+		Provider:          h.provKey,
 		Created:           now,
 		LastSeen:          now,
 		Expires:           now.Add(time.Duration(h.SessionLifetime)),
@@ -88,7 +91,20 @@ func (h *Handler) issueSession(w http.ResponseWriter, r *http.Request, s *sessio
 // writing nothing, when the session is too large for the cookies a browser keeps.
 func (h *Handler) writeSession(w http.ResponseWriter, r *http.Request, s *session.Session) bool {
 	sealed, until := h.sealSession(session.PurposeSession, s)
-	return h.jar.SetChunked(w, r, h.jar.Base, sealed, until)
+	return len(sealed) <= cookieBudget(r) && h.jar.SetChunked(w, r, h.jar.Base, sealed, until)
+}
+
+// cookieBudget is the most a sealed session may take: what lets the session and a stashed one
+// travel together, with room for the application's cookies and other headers, within the
+// request header size the server accepts (max_header_size; Caddy's default is 16 KB). A larger
+// session would be written, and then every request of that browser refused (431) before any
+// handler could clear it.
+func cookieBudget(r *http.Request) int {
+	limit := 16 << 10
+	if srv, ok := r.Context().Value(caddyhttp.ServerCtxKey).(*caddyhttp.Server); ok && srv != nil && srv.MaxHeaderBytes > 0 {
+		limit = srv.MaxHeaderBytes
+	}
+	return min(max((limit-4096)/2, session.ChunkSize), session.MaxChunks*session.ChunkSize)
 }
 
 // sendOn redirects to a same-origin path. With SameSite=Strict the session cookie is not sent

@@ -85,7 +85,10 @@ type Handler struct {
 	allow        *policy.Allow
 	imp          *impersonationPolicy
 	headers      headerPlan
-	keep         []string // claims kept in the session
+	keep         []string // claims kept in the session for headers and placeholders
+	needs        policy.Needs
+	provKey      string // the provider and client sessions must belong to
+	decisions    *decisionCache
 	store        store.Store
 	ownStore     *MemoryStore // the default store, when no store module is configured
 	// per-client budgets of callbacks that reach the provider (limiter.go)
@@ -185,6 +188,12 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	h.headers = newHeaderPlan(h.Headers)
 	h.keep = keptClaims(h.headers, h.SessionClaims)
+	h.needs = h.allow.Needs()
+	if h.imp != nil {
+		h.needs = policy.Union(h.needs, h.imp.Needs())
+	}
+	h.provKey = providerKey(h.Issuer, h.ClientID)
+	h.decisions = newDecisionCache()
 	if err := h.provisionStore(ctx); err != nil {
 		return err
 	}

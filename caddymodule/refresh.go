@@ -78,7 +78,8 @@ func (h *Handler) refresh(r *http.Request, s *session.Session) error {
 		}
 		fresh := h.newSession(id, tok, raw, s.TokenAudience, h.now())
 		s.Email, s.EmailVerified, s.Name, s.PreferredUsername = fresh.Email, fresh.EmailVerified, fresh.Name, fresh.PreferredUsername
-		s.Groups, s.Claims = fresh.Groups, fresh.Claims
+		s.Groups, s.Claims, s.RuleClaims = fresh.Groups, fresh.Claims, fresh.RuleClaims
+		h.decisions.drop(s.ID)
 		if s.IDToken != "" {
 			s.IDToken = raw
 		}

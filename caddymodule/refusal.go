@@ -48,6 +48,13 @@ func (e *refusal) about(who auditEntry) *refusal {
 	return e
 }
 
+// quiet is the refusal without its audit event: the same decision, already recorded.
+func (e *refusal) quiet() *refusal {
+	c := *e
+	c.event = ""
+	return &c
+}
+
 // causedBy keeps the underlying error for the operator's log.
 func (e *refusal) causedBy(err error) *refusal {
 	e.cause = err

@@ -17,7 +17,8 @@ func (h *Handler) stashOwnSession(w http.ResponseWriter, r *http.Request, cur, i
 	// Its idle clock runs from now: restored later, it must not have been idle longer than
 	// session_idle since it was put aside.
 	cur.LastSeen = h.now()
-	if sealed, until := h.sealSession(session.PurposeStash, cur); !h.jar.SetChunked(w, r, h.jar.StashName(), sealed, until) {
+	if sealed, until := h.sealSession(session.PurposeStash, cur); len(sealed) > cookieBudget(r) ||
+		!h.jar.SetChunked(w, r, h.jar.StashName(), sealed, until) {
 		h.jar.ClearChunked(w, r, h.jar.StashName())
 	}
 }

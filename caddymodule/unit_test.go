@@ -49,3 +49,10 @@ func fullSession() *session.Session {
 		LastSeen:          time.Unix(1893457000, 0),
 	}
 }
+
+// sealedSessionCookie is the Cookie header carrying s as the session h issued: sealed by h,
+// for h's provider and client.
+func sealedSessionCookie(h *Handler, s *session.Session) string {
+	s.Provider = h.provKey
+	return h.jar.Base + "=" + h.sealer.Seal(session.PurposeSession, s.Marshal(), s.Expires)
+}

@@ -80,6 +80,18 @@ func (v *verification) idToken(raw string, now time.Time) (*oidc.IDToken, error)
 	case idt.Subject == "":
 		return nil, loginFailed(errBadCallback, "ID token has no subject")
 	}
+	// OpenID Connect Core 3.1.3.7: an ID token for several audiences names its authorized
+	// party, and an authorized party present must be this client (go-oidc checks aud only).
+	var azp struct {
+		AuthorizedParty string `json:"azp"`
+	}
+	if err := idt.Claims(&azp); err != nil {
+		return nil, loginFailed(errBadCallback, "ID token claims do not decode")
+	}
+	if (len(idt.Audience) > 1 && azp.AuthorizedParty == "") ||
+		(azp.AuthorizedParty != "" && azp.AuthorizedParty != v.p.cfg.clientID) {
+		return nil, loginFailed(errBadCallback, "ID token's authorized party (azp) is not this client")
+	}
 	return idt, nil
 }
 

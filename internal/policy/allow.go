@@ -30,6 +30,7 @@ type Allow struct {
 	emails, domains, groups map[string]bool
 	claims                  []ClaimRule
 	expr                    cel.Program
+	needs                   Needs
 }
 
 // NewAllow compiles the rules.
@@ -50,14 +51,25 @@ func NewAllow(r AllowRules) (*Allow, error) {
 		if c.Claim == "" || len(c.Values) == 0 {
 			return nil, errors.New("claim needs a name and at least one value")
 		}
+		p.needs.add(Needs{Claims: claimNames(c.Claim)})
 	}
 	if r.Expression != "" {
-		var err error
-		if p.expr, err = compileCEL(r.Expression, "claims", "request"); err != nil {
+		prg, ast, err := compileCEL(r.Expression, "claims", "request")
+		if err != nil {
 			return nil, err
 		}
+		p.expr = prg
+		p.needs.add(exprNeeds(ast, "claims"))
 	}
 	return p, nil
+}
+
+// Needs is what the rules read beyond the standard identity; a nil policy reads nothing.
+func (p *Allow) Needs() Needs {
+	if p == nil {
+		return Needs{}
+	}
+	return p.needs
 }
 
 // Admit reports whether the identity may in, and if not, why (for the audit log). req is what

@@ -17,23 +17,24 @@ const celCostLimit = 100000
 const celTimeout = 100 * time.Millisecond
 
 // compileCEL compiles a boolean expression over the named map variables.
-func compileCEL(expr string, vars ...string) (cel.Program, error) {
+func compileCEL(expr string, vars ...string) (cel.Program, *cel.Ast, error) {
 	opts := make([]cel.EnvOption, 0, len(vars))
 	for _, v := range vars {
 		opts = append(opts, cel.Variable(v, cel.MapType(cel.StringType, cel.DynType)))
 	}
 	env, err := cel.NewEnv(opts...)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	ast, iss := env.Compile(expr)
 	if iss.Err() != nil {
-		return nil, fmt.Errorf("expression %q does not compile: %w", expr, iss.Err())
+		return nil, nil, fmt.Errorf("expression %q does not compile: %w", expr, iss.Err())
 	}
 	if ast.OutputType() != cel.BoolType {
-		return nil, fmt.Errorf("expression %q is %s, not boolean", expr, ast.OutputType())
+		return nil, nil, fmt.Errorf("expression %q is %s, not boolean", expr, ast.OutputType())
 	}
-	return env.Program(ast, cel.CostLimit(celCostLimit), cel.InterruptCheckFrequency(100))
+	prg, err := env.Program(ast, cel.CostLimit(celCostLimit), cel.InterruptCheckFrequency(100))
+	return prg, ast, err
 }
 
 // evalCEL is true only when the expression evaluates to true; an error (a missing claim, say)

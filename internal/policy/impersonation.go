@@ -26,6 +26,7 @@ type Impersonation struct {
 	ids, emails map[string]bool // the allowlist
 	protect     protectList
 	expr        cel.Program
+	needs       Needs
 }
 
 type protectList struct {
@@ -62,11 +63,17 @@ func NewImpersonation(r ImpersonationRules) (*Impersonation, error) {
 		}
 		p.protect.byEmail = true
 	}
+	if p.protect.byEmail {
+		// Protection compares the target's email whether verified or not.
+		p.needs.add(Needs{Claims: []string{"email"}})
+	}
 	if r.Expression != "" {
-		var err error
-		if p.expr, err = compileCEL(r.Expression, "impersonator", "target", "request"); err != nil {
+		prg, ast, err := compileCEL(r.Expression, "impersonator", "target", "request")
+		if err != nil {
 			return nil, err
 		}
+		p.expr = prg
+		p.needs.add(exprNeeds(ast, "target"))
 	}
 	return p, nil
 }
@@ -104,6 +111,9 @@ func (p *Impersonation) Decide(ctx context.Context, target *claims.Identity, req
 	}
 	return true, ""
 }
+
+// Needs is what the policy reads of the target beyond the standard identity.
+func (p *Impersonation) Needs() Needs { return p.needs }
 
 // Restricted reports whether only listed impersonators may impersonate.
 func (p *Impersonation) Restricted() bool { return len(p.ids) > 0 }

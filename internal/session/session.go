@@ -18,6 +18,12 @@ type Session struct {
 	Groups            []string
 	// Claims holds the claims kept for headers and placeholders, rendered as strings.
 	Claims []Claim
+	// RuleClaims is a JSON object of the claims the authorization rules read, as the
+	// provider sent them, so that every request can be decided on them.
+	RuleClaims string
+	// Provider names the provider and client that issued the session: only handlers
+	// configured for them accept it.
+	Provider string
 
 	Impersonated      bool
 	ImpersonatorID    string
@@ -55,7 +61,7 @@ func (s *Session) ClaimValue(name string) (string, bool) {
 
 // The session's binary form: a format byte, then fields in a fixed order. Strings are
 // uvarint-length-prefixed; decoding slices one string so each field costs no allocation.
-const sessionFormat = 1
+const sessionFormat = 2
 
 var errSessionMalformed = errors.New("session is malformed")
 
@@ -90,7 +96,8 @@ func (s *Session) Marshal() []byte {
 		b = AppendString(b, c.Name)
 		b = AppendString(b, c.Value)
 	}
-	return b
+	b = AppendString(b, s.RuleClaims)
+	return AppendString(b, s.Provider)
 }
 
 // Unmarshal decodes the binary form, refusing anything malformed.
@@ -122,6 +129,8 @@ func (s *Session) Unmarshal(b []byte) error {
 			s.Claims[i] = Claim{Name: d.Text(), Value: d.Text()}
 		}
 	}
+	s.RuleClaims = d.Text()
+	s.Provider = d.Text()
 	if d.err || d.s != "" || s.ID == "" || s.Subject == "" {
 		return errSessionMalformed
 	}

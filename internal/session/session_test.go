@@ -31,6 +31,8 @@ func fullSession() *Session {
 		Created:                   time.Unix(1893456000, 0),
 		Expires:                   time.Unix(1893499200, 0),
 		LastSeen:                  time.Unix(1893457000, 0),
+		RuleClaims:                `{"roles":["staff"]}`,
+		Provider:                  "op-and-client",
 	}
 }
 
@@ -95,10 +97,11 @@ func TestSessionUnmarshalRefusesGarbage(t *testing.T) {
 	maxUvarint := binary.AppendUvarint(nil, ^uint64(0))
 	withoutID := (&Session{Subject: "s"}).Marshal()
 	withoutSubject := (&Session{ID: "i"}).Marshal()
-	// A minimal session whose group count claims far more entries than there are bytes.
+	// A minimal session whose group count claims far more entries than there are bytes (it
+	// ends with the group count, the claim count and two empty strings).
 	hugeGroups := (&Session{ID: "i", Subject: "s"}).Marshal()
-	hugeGroups = append(hugeGroups[:len(hugeGroups)-2], maxUvarint...)
-	hugeGroups = append(hugeGroups, 0)
+	hugeGroups = append(hugeGroups[:len(hugeGroups)-4], maxUvarint...)
+	hugeGroups = append(hugeGroups, 0, 0, 0)
 	for _, tc := range []struct {
 		name string
 		b    []byte
