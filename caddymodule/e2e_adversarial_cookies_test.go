@@ -26,7 +26,7 @@ const advOldSecret = "fedcba9876543210fedcba9876543210-old"
 func advAlice(h *harness) *session.Session {
 	now := h.clock.Now()
 	return &session.Session{ID: "sess-adv", Subject: "auth0|alice", Email: "alice@example.com", EmailVerified: true,
-		Groups: []string{"staff"}, Created: now, LastSeen: now, Expires: now.Add(time.Hour)}
+		Groups: []string{"staff"}, Created: now, LastSeen: now, Expires: now.Add(time.Hour), Provider: h.handler.provKey}
 }
 
 // advBigAlice is advAlice with a kept claim large enough to take three cookie chunks.

@@ -206,9 +206,13 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 // Validate is Caddy's check after Provision; everything was checked there already.
 func (h *Handler) Validate() error { return nil }
 
-// Cleanup releases the handler's share of the default store; a configured store module is
-// cleaned up by Caddy.
+// Cleanup closes the idle connections to the provider and releases the handler's share of the
+// default store; a configured store module is cleaned up by Caddy.
 func (h *Handler) Cleanup() error {
+	if h.provider != nil {
+		// A reload or stop must not leave connections to the provider open.
+		h.provider.client.CloseIdleConnections()
+	}
 	if h.ownStore != nil {
 		return h.ownStore.Cleanup()
 	}
