@@ -503,3 +503,26 @@ func TestRefreshRefusedEndsCleanly(t *testing.T) {
 		endsCleanly(t, h, id, func() {})
 	})
 }
+
+// A userinfo endpoint that fails is the provider's trouble, as a token endpoint's or a key
+// set's failure is: it must not spend the budget of failed sign-ins that a client has against
+// forged codes, or an office behind one address would be refused 429 during an outage and
+// after it.
+func TestUserinfoOutageDoesNotSpendTheFailureBudget(t *testing.T) {
+	for _, fault := range []devidp.Misbehaviour{devidp.Userinfo500, devidp.UserinfoHTML} {
+		t.Run(string(fault), func(t *testing.T) {
+			h := certHarness(t, nil, fault)
+			for i := 0; i < callbackBurst+5; i++ {
+				if res := h.impOtherBrowser().browse("/"); res.status != http.StatusBadGateway {
+					t.Fatalf("login %d during the userinfo outage: %d, want 502", i+1, res.status)
+				}
+			}
+			if err := h.idp.SetMisbehaviour(); err != nil {
+				t.Fatal(err)
+			}
+			if e := h.impOtherBrowser().login("alice"); e.Headers.Get("X-Forwarded-User") != "auth0|alice" {
+				t.Fatalf("the first login once the provider is back: %v", e.Headers)
+			}
+		})
+	}
+}

@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"context"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -180,7 +181,7 @@ func TestReloadKeepsSessionsTheSecretsStillOpen(t *testing.T) {
 func TestReloadKeepsTheReplayMemory(t *testing.T) {
 	imp := withImpersonation(&ImpersonationConfig{Confirm: boolPtr(false)})
 
-	t.Run("a code used before the reload is refused after it", func(t *testing.T) {
+	t.Run("a code used before the reload is refused after it, and still remembered", func(t *testing.T) {
 		h := newHarness(t, imp, nil)
 		loc := h.impCallback(h.impLink("alice", "admin", impParams{}))
 		if _, ok := h.browse(loc.String()).echo(); !ok {
@@ -193,6 +194,13 @@ func TestReloadKeepsTheReplayMemory(t *testing.T) {
 		}
 		h.impAudit(evImpersonationDenied, map[string]string{"reason": "replayed"})
 		other.impNoSession()
+		// The provider refuses a code redeemed twice before the module's memory is consulted
+		// (a code is claimed only once it passed everything), so the memory is looked at
+		// directly: the new configuration's store knows the code.
+		fresh, err := h.handler.store.Claim(context.Background(), keyCode+tokenHash(loc.Query().Get("code")), h.clock.Now().Add(time.Hour))
+		if err != nil || fresh {
+			t.Errorf("the store after the reload does not remember the code: Claim = (%v, %v)", fresh, err)
+		}
 	})
 
 	t.Run("an ID token used before the reload is refused after it", func(t *testing.T) {
