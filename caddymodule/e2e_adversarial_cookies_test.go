@@ -67,12 +67,17 @@ func TestAdversarialSessionCookies(t *testing.T) {
 		return advWant{status: http.StatusUnauthorized, events: evSessionRejected, reason: reason}
 	}
 	passes := advWant{status: http.StatusOK, reaches: true}
-	for _, tc := range []struct {
+	rotated := advSite{name: "a new secret first, the previous one second", cfg: func(c *Handler) {
+		c.SessionSecrets = []string{testSecret + "-new", advOldSecret}
+	}}
+	idle := advSite{name: "session_idle 10m", cfg: func(c *Handler) { c.SessionIdle = durationOf(10 * time.Minute) }}
+	type cookieCase struct {
 		name   string
-		cfg    func(*Handler)
+		site   advSite                              // default: the defaults
 		cookie func(h *harness, base string) string // the Cookie header
 		want   advWant
-	}{
+	}
+	cases := []cookieCase{
 		{name: "a session sealed by the site (control)",
 			cookie: func(h *harness, base string) string {
 				return base + "=" + advSeal(h, session.PurposeSession, advAlice(h))
@@ -117,8 +122,7 @@ func TestAdversarialSessionCookies(t *testing.T) {
 				return base + "=" + old.Seal(session.PurposeSession, s.Marshal(), s.Expires)
 			},
 			want: rejected("does not open")},
-		{name: "sealed under the previous secret, still configured (control)",
-			cfg: func(c *Handler) { c.SessionSecrets = []string{testSecret + "-new", advOldSecret} },
+		{name: "sealed under the previous secret, still configured (control)", site: rotated,
 			cookie: func(h *harness, base string) string {
 				old, err := session.NewSealer([]string{advOldSecret})
 				if err != nil {
@@ -141,8 +145,7 @@ func TestAdversarialSessionCookies(t *testing.T) {
 				return base + "=" + h.handler.sealer.Seal(session.PurposeSession, s.Marshal(), h.clock.Now().Add(time.Hour))
 			},
 			want: rejected("expired")},
-		{name: "a session idle too long",
-			cfg: func(c *Handler) { c.SessionIdle = durationOf(10 * time.Minute) },
+		{name: "a session idle too long", site: idle,
 			cookie: func(h *harness, base string) string {
 				s := advAlice(h)
 				s.LastSeen = h.clock.Now().Add(-11 * time.Minute)
@@ -219,26 +222,29 @@ func TestAdversarialSessionCookies(t *testing.T) {
 				return base + "=" + advSeal(h, session.PurposeSession, advAlice(h)) + "; pad=" + strings.Repeat("A", 1<<20)
 			},
 			want: advWant{status: http.StatusRequestHeaderFieldsTooLarge}},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			h := advHarness(t, tc.cfg, nil)
-			m := h.advMark()
-			res := h.advSend(advReq{path: "/app", bare: true,
-				header: [][2]string{{"Accept", "application/json"}, {"Cookie", tc.cookie(h, h.handler.jar.Base)}}})
-			h.advCheck(m, res, tc.want)
-			if tc.want.reaches {
-				if u := h.upstreamHeaders().Get("X-Forwarded-User"); u != "auth0|alice" {
-					t.Errorf("the application saw X-Forwarded-User %q", u)
-				}
-				if c := h.upstreamHeaders().Get("Cookie"); strings.Contains(c, h.handler.jar.Base) {
-					t.Errorf("the application saw the module's cookies: %.100s", c)
-				}
-			}
-			if tc.want.events == evSessionRejected && !advClears(res, h.handler.jar.Base) {
-				t.Errorf("the rejected cookie was not cleared: %q", res.header.Values("Set-Cookie"))
-			}
-		})
 	}
+	advEach(t, cases, func(c cookieCase) (advSite, string) {
+		if c.site.name == "" {
+			return advSite{name: "defaults"}, c.name
+		}
+		return c.site, c.name
+	}, func(t *testing.T, h *harness, tc cookieCase) {
+		m := h.advMark()
+		res := h.advSend(advReq{path: "/app", bare: true,
+			header: [][2]string{{"Accept", "application/json"}, {"Cookie", tc.cookie(h, h.handler.jar.Base)}}})
+		h.advCheck(m, res, tc.want)
+		if tc.want.reaches {
+			if u := h.upstreamHeaders().Get("X-Forwarded-User"); u != "auth0|alice" {
+				t.Errorf("the application saw X-Forwarded-User %q", u)
+			}
+			if c := h.upstreamHeaders().Get("Cookie"); strings.Contains(c, h.handler.jar.Base) {
+				t.Errorf("the application saw the module's cookies: %.100s", c)
+			}
+		}
+		if tc.want.events == evSessionRejected && !advClears(res, h.handler.jar.Base) {
+			t.Errorf("the rejected cookie was not cleared: %q", res.header.Values("Set-Cookie"))
+		}
+	})
 }
 
 // advClears reports whether the response expires the cookie called name (or its chunks).
@@ -270,12 +276,12 @@ func TestAdversarialLoginCookies(t *testing.T) {
 		h.t.Fatalf("no attempt cookie: %v", h.cookieNames())
 		return nil, nil
 	}
-	for _, tc := range []struct {
+	type loginCookieCase struct {
 		name   string
-		cfg    func(*Handler)
 		attack func(h *harness) result
 		want   advWant
-	}{
+	}
+	cases := []loginCookieCase{
 		{name: "a forged attempt cookie",
 			attack: callback(func(h *harness, _ string) {
 				site, c := attemptCookie(h)
@@ -311,7 +317,6 @@ func TestAdversarialLoginCookies(t *testing.T) {
 			},
 			want: advWant{status: http.StatusFound}},
 		{name: "a forged confirmation cookie",
-			cfg: advImp(ImpersonationConfig{}),
 			attack: func(h *harness) result {
 				token := impConfirmToken(h.t, h.browse(h.impLink("alice", "admin", impParams{})))
 				site, _ := url.Parse(h.siteURL)
@@ -321,7 +326,6 @@ func TestAdversarialLoginCookies(t *testing.T) {
 			},
 			want: advWant{status: http.StatusBadRequest, events: evImpersonationDenied, reason: "expired or invalid"}},
 		{name: "a session cookie where the confirmation cookie goes",
-			cfg: advImp(ImpersonationConfig{}),
 			attack: func(h *harness) result {
 				token := impConfirmToken(h.t, h.browse(h.impLink("alice", "admin", impParams{})))
 				site, _ := url.Parse(h.siteURL)
@@ -331,13 +335,13 @@ func TestAdversarialLoginCookies(t *testing.T) {
 					body: url.Values{"token": {token}, "decision": {"continue"}}.Encode()})
 			},
 			want: advWant{status: http.StatusBadRequest, events: evImpersonationDenied, reason: "expired or invalid"}},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			h := advHarness(t, tc.cfg, nil)
-			m := h.advMark()
-			res := tc.attack(h)
-			h.advCheck(m, res, tc.want)
-			h.impNoSession()
-		})
 	}
+	advEach(t, cases, func(c loginCookieCase) (advSite, string) {
+		return advSite{name: "impersonation on", cfg: advImp(ImpersonationConfig{})}, c.name
+	}, func(t *testing.T, h *harness, tc loginCookieCase) {
+		m := h.advMark()
+		res := tc.attack(h)
+		h.advCheck(m, res, tc.want)
+		h.impNoSession()
+	})
 }

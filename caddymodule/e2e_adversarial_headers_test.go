@@ -49,26 +49,44 @@ func advSignIn(user string) func(*harness, *advReq) {
 
 func advSignInImpersonated(h *harness, _ *advReq) { h.advImpersonate() }
 
+// The sites of the spoofing cases: advHeaderConfig, and three variations of it.
+var (
+	advHeaderSite = advSite{name: "renamed, off and added headers", cfg: advHeaderConfig}
+	advDenySite   = advSite{name: "unauthenticated deny", cfg: func(c *Handler) {
+		advHeaderConfig(c)
+		c.Unauthenticated = "deny"
+	}}
+	advNoEmailSite = advSite{name: "the email header on, no email scope", cfg: func(c *Handler) {
+		advHeaderConfig(c)
+		c.Headers.Email, c.Scopes = "", []string{"openid", "profile"}
+	}}
+	advSignedSite = advSite{name: "state signed", cfg: func(c *Handler) {
+		advHeaderConfig(c)
+		c.Impersonation.State = "signed"
+	}}
+)
+
+type advHeaderCase struct {
+	name    string
+	site    advSite // default advHeaderSite
+	setup   func(*harness, *advReq)
+	req     advReq
+	want    advWant
+	headers map[string]string // on a pass-through, what the application sees
+	body    string            // a substring the answer carries
+}
+
 func TestAdversarialHeaderSpoofing(t *testing.T) {
 	post := func(path string) advReq {
 		return advReq{method: http.MethodPost, path: path, origin: "self"}
 	}
-	for _, tc := range []struct {
-		name    string
-		cfg     func(*Handler) // after advHeaderConfig
-		setup   func(*harness, *advReq)
-		req     advReq
-		want    advWant
-		headers map[string]string // on a pass-through, what the application sees
-		body    string            // a substring the answer carries
-	}{
+	cases := []advHeaderCase{
 		{name: "a protected path, no session, an API call",
 			req:  advReq{path: "/app", header: [][2]string{{"Accept", "application/json"}}},
 			want: advWant{status: http.StatusUnauthorized}},
 		{name: "a protected path, no session, a navigation",
 			req: advReq{path: "/app"}, want: advWant{status: http.StatusFound}},
-		{name: "a protected path, no session, unauthenticated deny",
-			cfg: func(c *Handler) { c.Unauthenticated = "deny" },
+		{name: "a protected path, no session, unauthenticated deny", site: advDenySite,
 			req: advReq{path: "/app"}, want: advWant{status: http.StatusUnauthorized}},
 		{name: "a protected path with a session", setup: advSignIn("alice"),
 			req: advReq{path: "/app"}, want: advWant{status: http.StatusOK, reaches: true}, headers: advAliceHeaders},
@@ -85,8 +103,7 @@ func TestAdversarialHeaderSpoofing(t *testing.T) {
 		{name: "Connection naming the managed headers, with a session", setup: advSignIn("alice"),
 			req:  advReq{path: "/app", header: [][2]string{{"Connection", "X-Remote-User, x_forwarded_impersonator, X-Forwarded-Roles"}}},
 			want: advWant{status: http.StatusOK, reaches: true}, headers: advAliceHeaders},
-		{name: "a session without an email, the email header on",
-			cfg:   func(c *Handler) { c.Headers.Email = ""; c.Scopes = []string{"openid", "profile"} },
+		{name: "a session without an email, the email header on", site: advNoEmailSite,
 			setup: advSignIn("alice"), req: advReq{path: "/app"},
 			want: advWant{status: http.StatusOK, reaches: true}, headers: map[string]string{"X-Forwarded-Email": ""}},
 		{name: "a session without groups", setup: advSignIn("mallory"), req: advReq{path: "/app"},
@@ -133,39 +150,35 @@ func TestAdversarialHeaderSpoofing(t *testing.T) {
 			req: post("/oauth2/impersonation/end"), want: advWant{status: http.StatusSeeOther, events: evImpersonationEnded}},
 		{name: "impersonation/end without a session",
 			req: post("/oauth2/impersonation/end"), want: advWant{status: http.StatusSeeOther}},
-		{name: "impersonation/state with an impersonator's session",
-			cfg: func(c *Handler) { c.Impersonation.State = "signed" }, setup: advSignIn("admin"),
+		{name: "impersonation/state with an impersonator's session", site: advSignedSite, setup: advSignIn("admin"),
 			req: advReq{path: "/oauth2/impersonation/state"}, want: advWant{status: http.StatusOK}, body: `"state":"i.`},
-		{name: "impersonation/state without a session",
-			cfg: func(c *Handler) { c.Impersonation.State = "signed" },
+		{name: "impersonation/state without a session", site: advSignedSite,
 			req: advReq{path: "/oauth2/impersonation/state"}, want: advWant{status: http.StatusUnauthorized}},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			h := advHarness(t, func(c *Handler) {
-				advHeaderConfig(c)
-				if tc.cfg != nil {
-					tc.cfg(c)
-				}
-			}, nil)
-			req := tc.req
-			req.header = slices.Concat(advSpoof(advHeaderNames...), req.header)
-			if tc.setup != nil {
-				tc.setup(h, &req)
-			}
-			m := h.advMark()
-			res := h.advSend(req)
-			h.advCheck(m, res, tc.want)
-			if tc.headers != nil {
-				got := h.upstreamHeaders()
-				for name, want := range tc.headers {
-					if v := got.Values(name); (want == "" && len(v) != 0) || (want != "" && (len(v) != 1 || v[0] != want)) {
-						t.Errorf("the application saw %s %q, want %q", name, v, want)
-					}
-				}
-			}
-			if tc.body != "" && !strings.Contains(res.body, tc.body) {
-				t.Errorf("the answer lacks %s: %.300s", tc.body, res.body)
-			}
-		})
 	}
+	advEach(t, cases, func(c advHeaderCase) (advSite, string) {
+		if c.site.name == "" {
+			return advHeaderSite, c.name
+		}
+		return c.site, c.name
+	}, func(t *testing.T, h *harness, tc advHeaderCase) {
+		req := tc.req
+		req.header = slices.Concat(advSpoof(advHeaderNames...), req.header)
+		if tc.setup != nil {
+			tc.setup(h, &req)
+		}
+		m := h.advMark()
+		res := h.advSend(req)
+		h.advCheck(m, res, tc.want)
+		if tc.headers != nil {
+			got := h.upstreamHeaders()
+			for name, want := range tc.headers {
+				if v := got.Values(name); (want == "" && len(v) != 0) || (want != "" && (len(v) != 1 || v[0] != want)) {
+					t.Errorf("the application saw %s %q, want %q", name, v, want)
+				}
+			}
+		}
+		if tc.body != "" && !strings.Contains(res.body, tc.body) {
+			t.Errorf("the answer lacks %s: %.300s", tc.body, res.body)
+		}
+	})
 }

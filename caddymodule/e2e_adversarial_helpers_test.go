@@ -40,6 +40,54 @@ func advHarness(t *testing.T, cfg func(*Handler), idpCfg func(*devidp.Config)) *
 	})
 }
 
+// advSite is a site the cases of a table share: the handler's and the provider's
+// configuration (nil: the harness's defaults), named.
+type advSite struct {
+	name string
+	cfg  func(*Handler)
+	idp  func(*devidp.Config)
+}
+
+// advEach runs cases grouped by site, in the order their sites first appear: one harness per
+// site (Caddy runs one configuration at a time, and every harness costs ports, which other
+// test processes may be taking), each case a subtest in a new browser on it. key gives a
+// case's site and name.
+func advEach[C any](t *testing.T, cases []C, key func(C) (advSite, string), run func(t *testing.T, h *harness, c C)) {
+	t.Helper()
+	var order []advSite
+	groups := map[string][]C{}
+	for _, c := range cases {
+		site, _ := key(c)
+		if _, seen := groups[site.name]; !seen {
+			order = append(order, site)
+		}
+		groups[site.name] = append(groups[site.name], c)
+	}
+	for _, site := range order {
+		t.Run(site.name, func(t *testing.T) {
+			h := advHarness(t, site.cfg, site.idp)
+			for _, c := range groups[site.name] {
+				_, name := key(c)
+				t.Run(name, func(t *testing.T) { run(t, h.advBrowser(t), c) })
+			}
+		})
+	}
+}
+
+// advBrowser is a new browser (a cookie jar of its own) on h's site for the subtest t, with the
+// provider back to signing alice in and behaving, and the clock moved on enough for the
+// per-client budgets of callbacks to be full again.
+func (h *harness) advBrowser(t *testing.T) *harness {
+	b := h.impOtherBrowser()
+	b.t = t
+	b.idp.SetAutoLogin("alice", "")
+	if err := b.idp.SetMisbehaviour(); err != nil {
+		t.Fatal(err)
+	}
+	b.clock.Advance(callbackBurst * callbackRefill)
+	return b
+}
+
 // advImp is a handler configuration with this impersonation block.
 func advImp(imp ImpersonationConfig) func(*Handler) {
 	return func(c *Handler) { c.Impersonation = &imp }

@@ -45,18 +45,19 @@ func TestAdversarialReflectedMarkup(t *testing.T) {
 	callback := func(q url.Values) func(*harness) advReq {
 		return plain(advReq{path: "/oauth2/callback?" + q.Encode()})
 	}
-	imp := advImp(ImpersonationConfig{})
-	for _, tc := range []struct {
+	fixed := advSite{name: "state fixed", cfg: advImp(ImpersonationConfig{State: "fixed", StateValue: "fixed-state-value-0123456789"})}
+	deny := advSite{name: "unauthenticated deny", cfg: func(c *Handler) { c.Unauthenticated = "deny" }}
+	type markupCase struct {
 		name  string
-		cfg   func(*Handler)
-		idp   func(*devidp.Config)
+		site  advSite        // default: impersonation on, users with markup
 		setup func(*harness) // before the mark
 		req   func(*harness) advReq
 		do    func(*harness) result // instead of req, for an attack of several requests
 		want  advWant
 		raw   []string // must not appear in the answer
 		shown []string // must appear in it
-	}{
+	}
+	cases := []markupCase{
 		{name: "a non-standard error code",
 			req:  callback(url.Values{"error": {advScript}}),
 			want: advWant{status: http.StatusBadRequest, events: evLoginFailed, reason: "provider error: unknown_error"},
@@ -94,17 +95,16 @@ func TestAdversarialReflectedMarkup(t *testing.T) {
 			},
 			want: advWant{status: http.StatusForbidden, events: evLoginFailed, reason: "provider error: access_denied"},
 			raw:  []string{"<script", `\u003cscript`}, shown: []string{`"error":"provider_refused"`}},
-		{name: "a state of markup under state fixed",
-			cfg: advImp(ImpersonationConfig{State: "fixed", StateValue: "fixed-state-value-0123456789"}),
+		{name: "a state of markup under state fixed", site: fixed,
 			req: callback(url.Values{"code": {"x"}, "state": {advScript}}),
 			want: advWant{status: http.StatusForbidden, events: evImpersonationDenied,
 				reason: "state does not match the fixed value"},
 			raw: []string{"<script", "alert(1)"}},
-		{name: "a code of markup", cfg: imp,
+		{name: "a code of markup",
 			req:  callback(url.Values{"code": {advScript}}),
 			want: advWant{status: http.StatusForbidden, events: evImpersonationDenied, reason: "code refused by the provider"},
 			raw:  []string{"<script", "alert(1)"}},
-		{name: "an iss of markup", cfg: imp,
+		{name: "an iss of markup",
 			req: callback(url.Values{"code": {"x"}, "iss": {advScript}}),
 			want: advWant{status: http.StatusForbidden, events: evImpersonationDenied,
 				reason: "iss parameter names another issuer"},
@@ -122,51 +122,54 @@ func TestAdversarialReflectedMarkup(t *testing.T) {
 				return h.advFollow(h.t, h.advFollow(h.t, res, http.StatusFound), http.StatusFound)
 			},
 			want: advWant{status: http.StatusSeeOther, events: evLogin}, raw: []string{"<script>alert"}},
-		{name: "an unauthenticated path of markup, unauthenticated deny",
-			cfg:  func(c *Handler) { c.Unauthenticated = "deny" },
+		{name: "an unauthenticated path of markup, unauthenticated deny", site: deny,
 			req:  plain(advReq{path: "/" + url.PathEscape(advScript)}),
 			want: advWant{status: http.StatusUnauthorized}, raw: []string{"<script", "alert(1)"}},
-		{name: "emails of markup, the target's and the impersonator's, on the confirmation page", cfg: imp, idp: advMarkupUsers,
+		{name: "emails of markup, the target's and the impersonator's, on the confirmation page",
 			req: func(h *harness) advReq {
 				loc := h.impCallback(h.impLink("eve", "root", impParams{Scope: "openid profile email"}))
 				return advReq{path: strings.TrimPrefix(loc.String(), h.siteURL)}
 			},
 			want: advWant{status: http.StatusOK},
 			raw:  []string{"<img", "<script>alert"}, shown: []string{`eve&#34;&gt;&lt;img src=x onerror=alert(1)&gt;@example.com`}},
-		{name: "a name of markup in userinfo's JSON", idp: advMarkupUsers, setup: func(h *harness) { h.login("eve") },
+		{name: "a name of markup in userinfo's JSON", setup: func(h *harness) { h.login("eve") },
 			req:  plain(advReq{path: "/oauth2/userinfo", header: [][2]string{{"Accept", "application/json"}}}),
 			want: advWant{status: http.StatusOK}, raw: []string{"<script", "<img"}, shown: []string{`\u003cscript\u003e`}},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			h := advHarness(t, tc.cfg, tc.idp)
-			if tc.setup != nil {
-				tc.setup(h)
-			}
-			m := h.advMark()
-			var res result
-			if tc.do != nil {
-				res = tc.do(h)
-			} else {
-				res = h.advSend(tc.req(h))
-			}
-			h.advCheck(m, res, tc.want)
-			for _, s := range tc.raw {
-				if strings.Contains(res.body, s) {
-					t.Errorf("the answer carries %q: %.600s", s, res.body)
-				}
-			}
-			for _, s := range tc.shown {
-				if !strings.Contains(res.body, s) {
-					t.Errorf("the answer lacks %q: %.600s", s, res.body)
-				}
-			}
-			if ct := res.header.Get("Content-Type"); res.body != "" && !strings.HasPrefix(ct, "text/html") &&
-				!strings.HasPrefix(ct, "application/json") {
-				t.Errorf("Content-Type %q", ct)
-			}
-			if redirect := res.status/100 == 3; !redirect && res.header.Get("X-Content-Type-Options") != "nosniff" {
-				t.Errorf("X-Content-Type-Options %q", res.header.Get("X-Content-Type-Options"))
-			}
-		})
 	}
+	markupSite := advSite{name: "impersonation on, users with markup", cfg: advImp(ImpersonationConfig{}), idp: advMarkupUsers}
+	advEach(t, cases, func(c markupCase) (advSite, string) {
+		if c.site.name == "" {
+			return markupSite, c.name
+		}
+		return c.site, c.name
+	}, func(t *testing.T, h *harness, tc markupCase) {
+		if tc.setup != nil {
+			tc.setup(h)
+		}
+		m := h.advMark()
+		var res result
+		if tc.do != nil {
+			res = tc.do(h)
+		} else {
+			res = h.advSend(tc.req(h))
+		}
+		h.advCheck(m, res, tc.want)
+		for _, s := range tc.raw {
+			if strings.Contains(res.body, s) {
+				t.Errorf("the answer carries %q: %.600s", s, res.body)
+			}
+		}
+		for _, s := range tc.shown {
+			if !strings.Contains(res.body, s) {
+				t.Errorf("the answer lacks %q: %.600s", s, res.body)
+			}
+		}
+		if ct := res.header.Get("Content-Type"); res.body != "" && !strings.HasPrefix(ct, "text/html") &&
+			!strings.HasPrefix(ct, "application/json") {
+			t.Errorf("Content-Type %q", ct)
+		}
+		if redirect := res.status/100 == 3; !redirect && res.header.Get("X-Content-Type-Options") != "nosniff" {
+			t.Errorf("X-Content-Type-Options %q", res.header.Get("X-Content-Type-Options"))
+		}
+	})
 }

@@ -119,44 +119,52 @@ var advReturnEndpoints = []advReturnEndpoint{
 		status: http.StatusSeeOther, events: evImpersonationEnded},
 }
 
+type advReturnCase struct {
+	ep           advReturnEndpoint
+	name, rd, to string
+}
+
 func TestAdversarialOpenRedirects(t *testing.T) {
+	var cases []advReturnCase
 	for _, ep := range advReturnEndpoints {
 		for _, p := range advReturns {
-			t.Run(ep.name+": "+p.name, func(t *testing.T) {
-				h := advHarness(t, ep.cfg, ep.idp)
-				if ep.setup != nil {
-					ep.setup(h)
-				}
-				m := h.advMark()
-				res, landed := ep.send(t, h, p.rd)
-				h.advCheck(m, res, advWant{status: ep.status, events: ep.events})
-				if landed != p.want {
-					t.Errorf("sent on to %q, want %q", landed, p.want)
-				}
-			})
+			cases = append(cases, advReturnCase{ep, p.name, p.rd, p.want})
 		}
 	}
+	advEach(t, cases, func(c advReturnCase) (advSite, string) {
+		return advSite{name: c.ep.name, cfg: c.ep.cfg, idp: c.ep.idp}, c.name
+	}, func(t *testing.T, h *harness, c advReturnCase) {
+		if c.ep.setup != nil {
+			c.ep.setup(h)
+		}
+		m := h.advMark()
+		res, landed := c.ep.send(t, h, c.rd)
+		h.advCheck(m, res, advWant{status: c.ep.status, events: c.ep.events})
+		if landed != c.to {
+			t.Errorf("sent on to %q, want %q", landed, c.to)
+		}
+	})
 }
 
 // An unauthenticated navigation saves its own path to return to after the login: a path
 // that reads as another host must not become a redirect there.
 func TestAdversarialOpenRedirectsThroughTheSavedPath(t *testing.T) {
-	for _, tc := range []struct{ name, path, want string }{
+	type savedPathCase struct{ name, path, want string }
+	advEach(t, []savedPathCase{
 		{"a plain path (control)", "/app/page?x=1", "/app/page?x=1"},
 		{"//host", "//evil.example/x", "/"},
 		{"//host encoded", "/%2F%2Fevil.example", "/"},
 		{`/\host encoded`, "/%5Cevil.example", "/"},
 		{"encoded CRLF", "/%0d%0aSet-Cookie:%20forged=1", "/"},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			h := advHarness(t, nil, nil)
-			m := h.advMark()
-			res := h.advSend(advReq{path: tc.path})
-			res = h.advFollow(t, h.advFollow(t, res, http.StatusFound), http.StatusFound)
-			h.advCheck(m, res, advWant{status: http.StatusSeeOther, events: evLogin})
-			if landed := advLocation(t, res); landed != tc.want {
-				t.Errorf("sent on to %q, want %q", landed, tc.want)
-			}
-		})
-	}
+	}, func(c savedPathCase) (advSite, string) {
+		return advSite{name: "defaults"}, c.name
+	}, func(t *testing.T, h *harness, c savedPathCase) {
+		m := h.advMark()
+		res := h.advSend(advReq{path: c.path})
+		res = h.advFollow(t, h.advFollow(t, res, http.StatusFound), http.StatusFound)
+		h.advCheck(m, res, advWant{status: http.StatusSeeOther, events: evLogin})
+		if landed := advLocation(t, res); landed != c.want {
+			t.Errorf("sent on to %q, want %q", landed, c.want)
+		}
+	})
 }
