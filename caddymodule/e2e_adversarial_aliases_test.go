@@ -104,6 +104,13 @@ func TestAdversarialHeaderAliasesLetInByTheServer(t *testing.T) {
 		{"underscore names let in by a prefix, reverse_proxy, with a session", "expected_underscore_headers X_* x_*", "reverse_proxy $APP", "_", true, http.StatusOK},
 		{"underscore names let in by a prefix, php_fastcgi, with a session", "expected_underscore_headers X_* x_*", "php_fastcgi $APP", "_", true, http.StatusOK},
 		{"underscore names let in, without a session", underscores, "reverse_proxy $APP", "_", false, http.StatusUnauthorized},
+		// php_fastcgi passes X.Forwarded.User as HTTP_X.FORWARDED.USER, which PHP registers in
+		// $_SERVER as HTTP_X_FORWARDED_USER (GHSA-49wc-4hcv-v58q).
+		{"dotted names let in by a prefix, php_fastcgi, with a session", "expected_dot_headers X.* x.*", "php_fastcgi $APP", ".", true, http.StatusOK},
+		{"dotted names let in by a prefix, reverse_proxy, with a session", "expected_dot_headers X.* x.*", "reverse_proxy $APP", ".", true, http.StatusOK},
+		{"dotted names let in by name, php_fastcgi, with a session",
+			"expected_dot_headers X.Forwarded.User X.Forwarded.Impersonated x.forwarded.impersonator x.forwarded.groups",
+			"php_fastcgi $APP", ".", true, http.StatusOK},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			addr, cookie, audit, hits := advAliasSite(t, tc.serverOpts, tc.proxy)

@@ -2,6 +2,7 @@ package caddymodule
 
 import (
 	"encoding/base64"
+	"fmt"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -9,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/relyingparty/caddy-oidc-auth/internal/devidp"
 	"github.com/relyingparty/caddy-oidc-auth/internal/session"
 )
 
@@ -343,5 +345,59 @@ func TestAdversarialLoginCookies(t *testing.T) {
 		res := tc.attack(h)
 		h.advCheck(m, res, tc.want)
 		h.impNoSession()
+	})
+}
+
+// advManyGroups gives alice 800 groups: a session of about 28 KB, more than Caddy reads back
+// in a request's headers (16 KB by default).
+func advManyGroups(c *devidp.Config) {
+	users := devidp.DemoUsers()
+	for i := range 800 {
+		users[0].Groups = append(users[0].Groups, fmt.Sprintf("department-%04d-all-staff", i))
+	}
+	c.Users = users
+}
+
+// A session too large for the request headers the server accepts must be refused at the
+// login: written, it would get every later request of that browser a 431 before any handler
+// could clear it.
+func TestAdversarialOversizedSessions(t *testing.T) {
+	type oversizedCase struct {
+		name   string
+		site   advSite
+		attack func(h *harness) result
+		want   advWant
+	}
+	login := func(user string) func(h *harness) result {
+		return func(h *harness) result {
+			h.idp.SetAutoLogin(user, "")
+			res := h.advSend(advReq{path: "/app"})
+			return h.advFollow(h.t, h.advFollow(h.t, res, http.StatusFound), http.StatusFound)
+		}
+	}
+	impersonate := func(h *harness) result {
+		return h.advSend(advReq{path: strings.TrimPrefix(h.impCallback(h.impLink("alice", "admin",
+			impParams{Scope: "openid profile email"})).String(), h.siteURL)})
+	}
+	plain := advSite{name: "alice in 800 groups", idp: advManyGroups}
+	imp := advSite{name: "alice in 800 groups, impersonation on", cfg: advImp(ImpersonationConfig{Confirm: boolPtr(false)}), idp: advManyGroups}
+	confirm := advSite{name: "alice in 800 groups, impersonation with confirmation", cfg: advImp(ImpersonationConfig{}), idp: advManyGroups}
+	advEach(t, []oversizedCase{
+		{"bob's ordinary login (control)", plain, login("bob"), advWant{status: http.StatusSeeOther, events: evLogin}},
+		{"alice's ordinary login", plain, login("alice"),
+			advWant{status: http.StatusBadGateway, events: evLoginFailed, reason: "session too large"}},
+		{"alice impersonated", imp, impersonate,
+			advWant{status: http.StatusBadGateway, events: evLoginFailed, reason: "session too large"}},
+		{"alice impersonated, at the confirmation", confirm, impersonate,
+			advWant{status: http.StatusBadGateway, events: evImpersonationDenied, reason: "too large"}},
+	}, func(c oversizedCase) (advSite, string) { return c.site, c.name }, func(t *testing.T, h *harness, c oversizedCase) {
+		m := h.advMark()
+		res := c.attack(h)
+		h.advCheck(m, res, c.want)
+		for _, path := range []string{"/app", "/oauth2/logout", "/oauth2/userinfo"} {
+			if got := h.advSend(advReq{path: path}); got.status == http.StatusRequestHeaderFieldsTooLarge {
+				t.Errorf("%s afterwards: %d", path, got.status)
+			}
+		}
 	})
 }

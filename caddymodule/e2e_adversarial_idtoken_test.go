@@ -239,6 +239,21 @@ func TestAdversarialIDTokens(t *testing.T) {
 		{name: "bob's ID token beside alice's access token (userinfo sub mismatch)",
 			attack: advMinted(func(_ *harness, o *devidp.AccessTokenOptions) { o.Subject = "auth0|bob" }),
 			want:   advWant{status: http.StatusBadRequest, events: evImpersonationDenied, reason: "userinfo sub differs"}},
+		{name: "several audiences, the authorized party another client",
+			attack: advMinted(func(_ *harness, o *devidp.AccessTokenOptions) {
+				o.Audience, o.Claims = []string{testClientID, "another-client"}, map[string]any{"azp": "another-client"}
+			}),
+			want: denied("azp")},
+		{name: "this client's audience, the authorized party another client",
+			attack: advMinted(func(_ *harness, o *devidp.AccessTokenOptions) {
+				o.Claims = map[string]any{"azp": "another-client"}
+			}),
+			want: denied("azp")},
+		{name: "several audiences, no authorized party",
+			attack: advMinted(func(_ *harness, o *devidp.AccessTokenOptions) {
+				o.Audience, o.ClientID = []string{testClientID, "another-client"}, ""
+			}),
+			want: denied("azp")},
 		{name: "a token type other than Bearer",
 			attack: func(h *harness, mark func()) result {
 				f := h.impFragment("alice", "admin")
