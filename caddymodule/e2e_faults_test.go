@@ -44,14 +44,19 @@ func shortenProviderTimeout(t *testing.T, h *harness) {
 	t.Cleanup(h.idpSrv.CloseClientConnections)
 }
 
-// serveProviderAt starts the harness's provider again at addr, where an earlier server of
-// it was closed: the provider coming (back) up.
-func serveProviderAt(t *testing.T, h *harness, addr string) {
+// listenAt listens at addr again, where an earlier server was closed.
+func listenAt(t *testing.T, addr string) net.Listener {
 	t.Helper()
 	l, err := net.Listen("tcp", addr)
 	if err != nil {
 		t.Fatalf("listening at the provider's address again: %v", err)
 	}
+	return l
+}
+
+// serveProvider serves the harness's provider on l: the provider coming (back) up.
+func serveProvider(t *testing.T, h *harness, l net.Listener) {
+	t.Helper()
 	srv := httptest.NewUnstartedServer(h.idpSrv.Config.Handler)
 	srv.Listener.Close()
 	srv.Listener = l
@@ -63,10 +68,7 @@ func serveProviderAt(t *testing.T, h *harness, addr string) {
 // a provider that is down, whose every connection attempt the test counts.
 func dropConnectionsAt(t *testing.T, addr string) *atomic.Int32 {
 	t.Helper()
-	l, err := net.Listen("tcp", addr)
-	if err != nil {
-		t.Fatalf("listening at the provider's address again: %v", err)
-	}
+	l := listenAt(t, addr)
 	dials, done := new(atomic.Int32), make(chan struct{})
 	go func() {
 		defer close(done)
@@ -139,7 +141,7 @@ func TestProviderUnreachableAtStart(t *testing.T) {
 			t.Errorf("the application was reached")
 		}
 
-		serveProviderAt(t, h, addr)
+		serveProvider(t, h, listenAt(t, addr))
 		// The failed discovery is remembered for discoveryRetry, so a provider that is down is
 		// not asked again by every request.
 		if res := h.browse("/"); res.status != http.StatusBadGateway {
@@ -524,5 +526,59 @@ func TestUserinfoOutageDoesNotSpendTheFailureBudget(t *testing.T) {
 				t.Fatalf("the first login once the provider is back: %v", e.Headers)
 			}
 		})
+	}
+}
+
+// countedListener counts the connections open at a server.
+type countedListener struct {
+	net.Listener
+	open atomic.Int32
+}
+
+func (l *countedListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	l.open.Add(1)
+	return &countedConn{Conn: c, l: l}, nil
+}
+
+type countedConn struct {
+	net.Conn
+	l    *countedListener
+	once sync.Once
+}
+
+func (c *countedConn) Close() error {
+	c.once.Do(func() { c.l.open.Add(-1) })
+	return c.Conn.Close()
+}
+
+// Once Caddy has stopped, the module holds no connection to the provider, which is still up:
+// no connection's read and write loops are left behind. (The goroutine checks above run after
+// the provider's server closed, which ends such connections from its side; this one does not.)
+func TestCaddyStopLeavesNoConnectionToTheProvider(t *testing.T) {
+	h := newHarness(t, nil, nil)
+	addr := h.idpSrv.Listener.Addr().String()
+	h.idpSrv.Close()
+	counted := &countedListener{Listener: listenAt(t, addr)}
+	serveProvider(t, h, counted)
+
+	browser := &http.Transport{} // the browser's connections are its own, closed below
+	h.client.Transport = browser
+	h.login("alice")
+	browser.CloseIdleConnections()
+	if err := caddy.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	// Connections close asynchronously; only this count tells when: poll it, briefly.
+	deadline := time.Now().Add(5 * time.Second)
+	for counted.open.Load() != 0 && time.Now().Before(deadline) {
+		runtime.Gosched()
+		time.Sleep(5 * time.Millisecond)
+	}
+	if n := counted.open.Load(); n != 0 {
+		t.Errorf("%d connections to the provider still open 5s after Caddy stopped", n)
 	}
 }
