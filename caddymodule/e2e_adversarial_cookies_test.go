@@ -24,11 +24,17 @@ import (
 // still opens cookies; removed, it opens nothing.
 const advOldSecret = "fedcba9876543210fedcba9876543210-old"
 
-// advAlice is a session of alice's own, valid for an hour from now on the harness's clock.
-func advAlice(h *harness) *session.Session {
+// advSessionOf is a session of the user's own from the site's provider, valid for an hour from
+// now on the harness's clock.
+func advSessionOf(h *harness, sub, email string, groups ...string) *session.Session {
 	now := h.clock.Now()
-	return &session.Session{ID: "sess-adv", Subject: "auth0|alice", Email: "alice@example.com", EmailVerified: true,
-		Groups: []string{"staff"}, Created: now, LastSeen: now, Expires: now.Add(time.Hour), Provider: h.handler.provKey}
+	return &session.Session{ID: "sess-adv-" + sub, Subject: sub, Email: email, EmailVerified: true,
+		Groups: groups, Created: now, LastSeen: now, Expires: now.Add(time.Hour), Provider: h.handler.provKey}
+}
+
+// advAlice is alice's own session.
+func advAlice(h *harness) *session.Session {
+	return advSessionOf(h, "auth0|alice", "alice@example.com", "staff")
 }
 
 // advBigAlice is advAlice with a kept claim large enough to take three cookie chunks.

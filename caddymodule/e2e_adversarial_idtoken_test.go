@@ -31,6 +31,10 @@ type advTokenCase struct {
 	site   advSite // default: advImpSite
 	attack advAttack
 	want   advWant
+	// restores: the answer gives the browser back a session it had (impersonation/end).
+	restores bool
+	// after checks what the browser is left with.
+	after func(h *harness)
 }
 
 // The sites of the ID-token and impersonation tables.
@@ -50,9 +54,13 @@ func runAdvTokenCases(t *testing.T, cases []advTokenCase) {
 		var m advMark
 		res := tc.attack(h, func() { m = h.advMark() })
 		h.advCheck(m, res, tc.want)
-		signsIn := strings.HasSuffix(tc.want.events, evImpersonationStarted) || strings.HasSuffix(tc.want.events, evLogin)
+		signsIn := tc.restores || strings.HasSuffix(tc.want.events, evImpersonationStarted) ||
+			strings.HasSuffix(tc.want.events, evLogin)
 		if got := advIssuesSession(res, h.handler.jar.Base); got != signsIn {
 			t.Errorf("the answer issues a session cookie: %t, want %t (%q)", got, signsIn, res.header.Values("Set-Cookie"))
+		}
+		if tc.after != nil {
+			tc.after(h)
 		}
 	})
 }
