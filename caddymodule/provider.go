@@ -74,7 +74,9 @@ func newProvider(ctx context.Context, cfg providerConfig) *provider {
 	if cfg.timeout == 0 {
 		cfg.timeout = providerTimeout
 	}
-	client := &http.Client{Timeout: cfg.timeout}
+	// A transport of its own: closing its idle connections at Cleanup touches no one else's.
+	transport := http.DefaultTransport.(*http.Transport).Clone()
+	client := &http.Client{Timeout: cfg.timeout, Transport: transport}
 	return &provider{cfg: cfg, ctx: oidc.ClientContext(ctx, client), client: client}
 }
 
