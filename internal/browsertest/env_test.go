@@ -41,6 +41,8 @@ type options struct {
 	secureCookies bool
 	// sitePort is the site's port; 0 picks a free one.
 	sitePort int
+	// fixedState, when set, is the site's `state fixed` value for unsolicited responses.
+	fixedState string
 }
 
 // env is one test's world: the provider, the protected site and a browser whose first tab
@@ -206,6 +208,10 @@ func siteCaddyfile(sitePort int, issuer, appAddr, auditPath string, o options) s
 	if o.secureCookies {
 		cookie = "# Secure cookies: http://localhost is a secure context"
 	}
+	state := ""
+	if o.fixedState != "" {
+		state = "\n\t\t\tstate fixed " + o.fixedState
+	}
 	return fmt.Sprintf(`{
 	admin off
 	auto_https off
@@ -232,12 +238,12 @@ http://localhost:%[1]d {
 		%[8]s
 		impersonation {
 			impersonators auth0|admin
-			protect ceo@example.com
+			protect ceo@example.com%[9]s
 		}
 	}
 	reverse_proxy %[4]s
 }
-`, sitePort, issuer, sessionSecret, appAddr, auditPath, clientID, clientSecret, cookie)
+`, sitePort, issuer, sessionSecret, appAddr, auditPath, clientID, clientSecret, cookie, state)
 }
 
 // startCaddy adapts the Caddyfile and runs it in-process until the test ends.
