@@ -48,6 +48,18 @@ func (h *Handler) readSealedSession(r *http.Request, name string, purpose sessio
 	return s, "", nil
 }
 
+// recordEnded audits the end of an impersonation whose session expired or went idle, whatever
+// request finds it (a protected page, a new sign-in, a sign-out).
+func (h *Handler) recordEnded(r *http.Request, ended *session.Session) {
+	if ended != nil && ended.Impersonated {
+		reason := "impersonated session expired"
+		if h.now().Before(ended.Expires) {
+			reason = "impersonated session idle"
+		}
+		h.event(evImpersonationEnded, r, entryFor(ended).because(reason))
+	}
+}
+
 // sealSession seals s for purpose; the sealed value and its cookie outlive s.Expires by
 // sessionGrace.
 func (h *Handler) sealSession(purpose session.Purpose, s *session.Session) (string, time.Time) {
@@ -64,9 +76,7 @@ func (h *Handler) currentSession(w http.ResponseWriter, r *http.Request) *sessio
 		who := auditEntry{}
 		if ended != nil {
 			who = entryFor(ended)
-			if ended.Impersonated {
-				h.event(evImpersonationEnded, r, who.because("impersonated session "+rejected))
-			}
+			h.recordEnded(r, ended)
 		}
 		h.event(evSessionRejected, r, who.because(rejected))
 		return nil

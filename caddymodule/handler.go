@@ -105,7 +105,8 @@ func (h *Handler) serveLogout(w http.ResponseWriter, r *http.Request) error {
 			Action: h.prefix + "logout?rd=" + url.QueryEscape(rd), Next: rd})
 		return nil
 	}
-	s := h.openSession(r)
+	s, _, ended := h.readSealedSession(r, h.jar.Base, session.PurposeSession)
+	h.recordEnded(r, ended)
 	// Everything of this browser's goes: the session, a stashed one, a confirmation waiting
 	// for its answer and logins in progress.
 	h.jar.ClearAll(w, h.jar.Base)
@@ -151,8 +152,9 @@ type userinfo struct {
 }
 
 type userinfoActor struct {
-	ID    string `json:"id"`
-	Email string `json:"email"`
+	ID            string `json:"id"`
+	Email         string `json:"email"`
+	EmailVerified bool   `json:"email_verified"` // Auth0's impersonator email: false
 }
 
 // serveUserinfo answers the current identity as JSON, 401 without a session.
@@ -178,7 +180,7 @@ func (h *Handler) serveUserinfo(w http.ResponseWriter, r *http.Request) error {
 		info.Groups = []string{}
 	}
 	if s.Impersonated {
-		info.Impersonator = &userinfoActor{ID: s.ImpersonatorID, Email: s.ImpersonatorEmail}
+		info.Impersonator = &userinfoActor{ID: s.ImpersonatorID, Email: s.ImpersonatorEmail, EmailVerified: s.ImpersonatorEmailVerified}
 	}
 	if len(s.Claims) > 0 {
 		info.Claims = make(map[string]string, len(s.Claims))

@@ -68,7 +68,8 @@ func (h *Handler) newSession(id *claims.Identity, tok *oauth2.Token, rawIDToken,
 // issueSession sets the session cookie, audits the login and sends the browser on. An
 // impersonation the new session replaces is recorded as ended.
 func (h *Handler) issueSession(w http.ResponseWriter, r *http.Request, s *session.Session, returnTo string) error {
-	cur := h.openSession(r)
+	cur, _, ended := h.readSealedSession(r, h.jar.Base, session.PurposeSession)
+	h.recordEnded(r, ended)
 	if s.Impersonated {
 		h.stashOwnSession(w, r, cur, s)
 	}
