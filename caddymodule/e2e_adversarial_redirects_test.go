@@ -73,6 +73,21 @@ var advReturnEndpoints = []advReturnEndpoint{
 			return res, advLocation(t, res)
 		},
 		status: http.StatusSeeOther, events: evLogin},
+	{name: "start with same_site strict, where a page sends the browser on",
+		cfg: func(c *Handler) { c.Cookie.SameSite = "strict" },
+		send: func(t *testing.T, h *harness, rd string) (result, string) {
+			res := h.advSend(advReq{path: "/oauth2/start?rd=" + url.QueryEscape(rd)})
+			res = h.advFollow(t, h.advFollow(t, res, http.StatusFound), http.StatusFound)
+			to, ok := strings.CutPrefix(res.header.Get("Refresh"), "0; url=")
+			if !ok {
+				t.Fatalf("no Refresh: %d %q", res.status, res.header.Get("Refresh"))
+			}
+			if !strings.Contains(res.body, `id="continue" href="`+html.EscapeString(to)+`"`) {
+				t.Errorf("the page's Continue does not go to %q: %.600s", to, res.body)
+			}
+			return res, to
+		},
+		status: http.StatusOK, events: evLogin},
 	{name: "logout without an end_session_endpoint",
 		idp: func(c *devidp.Config) { c.DisableEndSession = true }, setup: func(h *harness) { h.login("alice") },
 		send: func(t *testing.T, h *harness, rd string) (result, string) {

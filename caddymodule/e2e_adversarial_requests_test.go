@@ -3,6 +3,7 @@ package caddymodule
 import (
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -109,5 +110,33 @@ func TestAdversarialWrongMethodsWithASession(t *testing.T) {
 		if after := h.impUserinfo()["session_id"]; after != before {
 			t.Errorf("the session changed: %v to %v", before, after)
 		}
+	})
+}
+
+// Forged callbacks cost the provider calls, so each client has a budget of them; headers that
+// name another client address do not give a client a fresh one (no trusted_proxies here).
+func TestAdversarialForgedCallbacksAreLimited(t *testing.T) {
+	site := advSite{name: "impersonation on", cfg: advImp(ImpersonationConfig{})}
+	type limitCase struct {
+		name   string
+		header func(i int) [2]string
+	}
+	advEach(t, []limitCase{
+		{"from one address (control)", func(int) [2]string { return [2]string{"X-Request-Id", "same"} }},
+		{"X-Forwarded-For changed each time", func(i int) [2]string { return [2]string{"X-Forwarded-For", "10.0.0." + strconv.Itoa(i)} }},
+		{"X-Real-IP changed each time", func(i int) [2]string { return [2]string{"X-Real-IP", "10.0.1." + strconv.Itoa(i)} }},
+		{"Forwarded changed each time", func(i int) [2]string { return [2]string{"Forwarded", "for=10.0.2." + strconv.Itoa(i)} }},
+	}, func(c limitCase) (advSite, string) { return site, c.name }, func(t *testing.T, h *harness, c limitCase) {
+		forge := func(i int) result {
+			return h.advSend(advReq{path: "/oauth2/callback?code=" + advForged + strconv.Itoa(i), header: [][2]string{c.header(i)}})
+		}
+		for i := range callbackBurst {
+			if res := forge(i); res.status != http.StatusForbidden {
+				t.Fatalf("forged callback %d: %d", i+1, res.status)
+			}
+		}
+		m := h.advMark()
+		res := forge(callbackBurst)
+		h.advCheck(m, res, advWant{status: http.StatusTooManyRequests, events: evLoginFailed, reason: "too many unsolicited callbacks"})
 	})
 }
