@@ -49,8 +49,8 @@ func FuzzUnmarshalCaddyfile(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, input string) {
 		tokens, err := caddyfile.Tokenize([]byte(input), "fuzz")
-		if err != nil || len(tokens) == 0 {
-			return
+		if err != nil || len(tokens) == 0 || tokens[0].Text != "oidc_auth" {
+			return // Caddy calls the parser for the oidc_auth directive only
 		}
 		var h Handler
 		err = h.UnmarshalCaddyfile(caddyfile.NewDispenser(tokens))
