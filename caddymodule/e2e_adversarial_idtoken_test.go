@@ -334,6 +334,34 @@ func TestAdversarialIDTokenReplays(t *testing.T) {
 				return h.impOtherBrowser().advSend(advReq{path: path})
 			},
 			want: denied("replayed")},
+		{name: "code injection: an attacker's own code, made with PKCE, under this browser's state", site: advPlainSite,
+			attack: func(h *harness, mark func()) result {
+				attacker := h.impOtherBrowser()
+				attacker.idp.SetAutoLogin("mallory", "")
+				cb := attacker.advFollow(h.t, attacker.advSend(advReq{path: "/app"}), http.StatusFound)
+				code, _ := url.Parse(cb.header.Get("Location"))
+				h.idp.SetAutoLogin("alice", "")
+				state, _ := h.startAttempt()
+				mark()
+				return h.advSend(advReq{path: "/oauth2/callback?code=" + url.QueryEscape(code.Query().Get("code")) +
+					"&state=" + url.QueryEscape(state)})
+			},
+			want: advWant{status: http.StatusBadRequest, events: evLoginFailed, reason: "code exchange failed"}},
+		{name: "code injection: an attacker's own code, made without PKCE, under this browser's state", site: advPlainSite,
+			attack: func(h *harness, mark func()) result {
+				h.idp.SetAutoLogin("mallory", "")
+				q := url.Values{"client_id": {testClientID}, "redirect_uri": {h.siteURL + "/oauth2/callback"},
+					"response_type": {"code"}, "scope": {"openid profile email"}, "state": {"attacker"}}
+				cb := h.advFollow(h.t, result{status: http.StatusFound,
+					header: http.Header{"Location": {h.idpURL + "authorize?" + q.Encode()}}}, http.StatusFound)
+				code, _ := url.Parse(cb.header.Get("Location"))
+				h.idp.SetAutoLogin("alice", "")
+				state, _ := h.startAttempt()
+				mark()
+				return h.advSend(advReq{path: "/oauth2/callback?code=" + url.QueryEscape(code.Query().Get("code")) +
+					"&state=" + url.QueryEscape(state)})
+			},
+			want: advWant{status: http.StatusBadRequest, events: evLoginFailed, reason: "nonce does not match"}},
 		{name: "a solicited login's callback again, its attempt cookie put back",
 			site: advPlainSite,
 			attack: func(h *harness, mark func()) result {

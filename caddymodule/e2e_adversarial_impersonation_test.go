@@ -74,7 +74,14 @@ func TestAdversarialImpersonationRefusals(t *testing.T) {
 		byEmail = imp("the admin listed by email", ImpersonationConfig{Impersonators: []string{"admin@example.com"}})
 		protect = imp("the CEO, bob and example.net protected", ImpersonationConfig{Protect: []string{"ceo@example.com", "auth0|bob", "example.net"}})
 		expr    = imp("an expression admitting the admin", ImpersonationConfig{Expression: `impersonator.id == "auth0|admin"`})
-		staff   = advSite{name: "staff only", cfg: func(c *Handler) {
+		trusted = advSite{name: "kate listed by email, impersonator emails trusted",
+			cfg: advImp(ImpersonationConfig{Confirm: boolPtr(false), TrustImpersonatorEmail: true, Impersonators: []string{"kate@example.com"}}),
+			idp: func(c *devidp.Config) {
+				c.Users = append(devidp.DemoUsers(),
+					devidp.User{Key: "kate", ID: "auth0|kate", Email: "KATE@example.com", EmailVerified: true, Admin: true},
+					devidp.User{Key: "kelvin", ID: "auth0|kelvin", Email: "\u212aate@example.com", EmailVerified: true, Admin: true})
+			}}
+		staff = advSite{name: "staff only", cfg: func(c *Handler) {
 			advImp(ImpersonationConfig{Confirm: boolPtr(false)})(c)
 			c.Allow = &AllowConfig{Groups: []string{"staff"}}
 		}}
@@ -107,6 +114,10 @@ func TestAdversarialImpersonationRefusals(t *testing.T) {
 		{name: "the impersonator on the list (control)", site: admins, attack: advLink("alice", "admin", code), want: started},
 		{name: "an impersonator listed by an email the provider does not vouch for", site: byEmail,
 			attack: advLink("alice", "admin", code), want: denied("impersonator not allowed")},
+		{name: "an impersonator listed by email, in another case (control)", site: trusted,
+			attack: advLink("alice", "kate", code), want: started},
+		{name: "an impersonator whose email is a Unicode lookalike of a listed one (Kelvin sign)", site: trusted,
+			attack: advLink("alice", "kelvin", code), want: denied("impersonator not allowed")},
 		{name: "a target protected by email", site: protect, attack: advLink("carol", "admin", code),
 			want: denied("target is protected")},
 		{name: "a target protected by sub", site: protect, attack: advLink("bob", "admin", code),
@@ -243,6 +254,19 @@ func TestAdversarialConfirmationCSRF(t *testing.T) {
 		{name: "Cancel", site: site,
 			attack: answer("self", func(h *harness, f url.Values) *harness { f.Set("decision", "cancel"); return h }),
 			want:   advWant{status: http.StatusOK, events: evImpersonationDenied, reason: "cancelled"}},
+		{name: "delivered to a browser signed in as someone else, the session stays until Continue", site: site,
+			attack: func(h *harness, mark func()) result {
+				h.login("bob")
+				loc := h.impCallback(h.impLink("alice", "admin", impParams{}))
+				mark()
+				return h.advSend(advReq{path: strings.TrimPrefix(loc.String(), h.siteURL)})
+			},
+			want: advWant{status: http.StatusOK},
+			after: func(h *harness) {
+				if got := h.impUserinfo()["sub"]; got != "auth0|bob" {
+					h.t.Errorf("signed in as %v, want bob still", got)
+				}
+			}},
 		{name: "a post from another origin", site: site, attack: answer("https://evil.example", nil), want: refused("another origin")},
 		{name: "a post marked cross-site", site: site, attack: answer("", nil, [2]string{"Sec-Fetch-Site", "cross-site"}),
 			want: refused("another origin")},
