@@ -140,6 +140,13 @@ func TestAdversarialSessionCookies(t *testing.T) {
 				return base + "=" + old.Seal(session.PurposeSession, s.Marshal(), s.Expires)
 			},
 			want: passes},
+		{name: "a session issued for another provider or client of the site",
+			cookie: func(h *harness, base string) string {
+				s := advAlice(h)
+				s.Provider = "another-provider"
+				return base + "=" + advSeal(h, session.PurposeSession, s)
+			},
+			want: rejected("another provider")},
 		{name: "a seal that expired",
 			cookie: func(h *harness, base string) string {
 				s := advAlice(h)
@@ -249,7 +256,9 @@ func TestAdversarialSessionCookies(t *testing.T) {
 				t.Errorf("the application saw the module's cookies: %.100s", c)
 			}
 		}
-		if tc.want.events == evSessionRejected && !advClears(res, h.handler.jar.Base) {
+		// Another provider's session is not this handler's to clear.
+		if tc.want.events == evSessionRejected && !strings.Contains(tc.want.reason, "another provider") &&
+			!advClears(res, h.handler.jar.Base) {
 			t.Errorf("the rejected cookie was not cleared: %q", res.header.Values("Set-Cookie"))
 		}
 	})
@@ -324,6 +333,19 @@ func TestAdversarialLoginCookies(t *testing.T) {
 				return res
 			},
 			want: advWant{status: http.StatusFound}},
+		{name: "an attempt older than ten minutes",
+			attack: func(h *harness) result {
+				state, _ := h.startAttempt()
+				h.clock.Advance(attemptTTL + time.Second)
+				return h.advSend(advReq{path: "/oauth2/callback?code=forged&state=" + url.QueryEscape(state)})
+			},
+			want: advWant{status: http.StatusBadRequest, events: evLoginFailed, reason: "attempt expired"}},
+		{name: "another browser's state (no attempt cookie here): an error page, not a login loop",
+			attack: func(h *harness) result {
+				state, _ := h.impOtherBrowser().startAttempt()
+				return h.advSend(advReq{path: "/oauth2/callback?code=forged&state=" + url.QueryEscape(state)})
+			},
+			want: advWant{status: http.StatusBadRequest, events: evLoginFailed, reason: "attempt cookie missing"}},
 		{name: "a forged confirmation cookie",
 			attack: func(h *harness) result {
 				token := impConfirmToken(h.t, h.browse(h.impLink("alice", "admin", impParams{})))

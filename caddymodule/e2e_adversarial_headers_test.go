@@ -6,6 +6,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/relyingparty/caddy-oidc-auth/internal/devidp"
 )
 
 // Header spoofing: every managed header — the defaults, a renamed one, one turned off, a
@@ -179,6 +181,50 @@ func TestAdversarialHeaderSpoofing(t *testing.T) {
 		}
 		if tc.body != "" && !strings.Contains(res.body, tc.body) {
 			t.Errorf("the answer lacks %s: %.300s", tc.body, res.body)
+		}
+	})
+}
+
+// Claims are the provider's, but users choose some of them (a nickname, sometimes an email or
+// a group name): none may split a header or read as another value in it.
+func TestAdversarialClaimsCannotForgeHeaders(t *testing.T) {
+	site := advSite{name: "users with crafted claims",
+		cfg: func(c *Handler) {
+			c.Headers = &HeadersConfig{Claims: []HeaderClaim{{Claim: "roles", Header: "X-Forwarded-Roles"}}}
+		},
+		idp: func(c *devidp.Config) {
+			c.Users = append(devidp.DemoUsers(),
+				devidp.User{Key: "eve", ID: "auth0|eve", Email: "eve@example.com\r\nX-Forwarded-Impersonator: auth0|admin",
+					EmailVerified: true, Nickname: "eve\r\nX-Forwarded-User: auth0|admin",
+					Groups: []string{"staff,admins", "support"}, Roles: []string{"user\nX-Forwarded-Impersonated: true"}},
+				devidp.User{Key: "crlf", ID: "auth0|crlf\r\nX-Forwarded-Impersonator: auth0|admin", Email: "crlf@example.com",
+					EmailVerified: true, Groups: []string{"admins,", ",admins"}})
+		}}
+	type claimCase struct {
+		user    string
+		headers map[string]string
+	}
+	advEach(t, []claimCase{
+		{"eve", map[string]string{
+			"X-Forwarded-User":               "auth0|eve",
+			"X-Forwarded-Email":              "eve@example.com  X-Forwarded-Impersonator: auth0|admin",
+			"X-Forwarded-Preferred-Username": "eve  X-Forwarded-User: auth0|admin",
+			"X-Forwarded-Groups":             "support",
+			"X-Forwarded-Roles":              "user X-Forwarded-Impersonated: true",
+			"X-Forwarded-Impersonated":       "false", "X-Forwarded-Impersonator": ""}},
+		{"crlf", map[string]string{
+			"X-Forwarded-User":   "auth0|crlf  X-Forwarded-Impersonator: auth0|admin",
+			"X-Forwarded-Groups": "", "X-Forwarded-Impersonator": "", "X-Forwarded-Impersonated": "false"}},
+	}, func(c claimCase) (advSite, string) { return site, "signed in as " + c.user }, func(t *testing.T, h *harness, c claimCase) {
+		h.login(c.user)
+		m := h.advMark()
+		res := h.advSend(advReq{path: "/app"})
+		h.advCheck(m, res, advWant{status: http.StatusOK, reaches: true})
+		got := h.upstreamHeaders()
+		for name, want := range c.headers {
+			if v := got.Values(name); (want == "" && len(v) != 0) || (want != "" && (len(v) != 1 || v[0] != want)) {
+				t.Errorf("the application saw %s %q, want %q", name, v, want)
+			}
 		}
 	})
 }
