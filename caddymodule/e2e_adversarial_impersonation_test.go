@@ -67,8 +67,8 @@ func TestAdversarialImpersonationRefusals(t *testing.T) {
 	var (
 		keycloakOff = advSite{name: "a Keycloak provider, impersonation off",
 			idp: func(c *devidp.Config) { c.Mode = devidp.ModeKeycloak }}
-		keycloakAdmins = advSite{name: "a Keycloak provider, only the admin impersonates",
-			cfg: advImp(ImpersonationConfig{Impersonators: []string{"auth0|admin"}}),
+		keycloakAdmins = advSite{name: "a Keycloak provider, only the admin impersonates, the CEO protected",
+			cfg: advImp(ImpersonationConfig{Impersonators: []string{"auth0|admin"}, Protect: []string{"ceo@example.com"}}),
 			idp: func(c *devidp.Config) { c.Mode = devidp.ModeKeycloak }}
 		admins  = imp("only the admin impersonates", ImpersonationConfig{Impersonators: []string{"auth0|admin"}})
 		byEmail = imp("the admin listed by email", ImpersonationConfig{Impersonators: []string{"admin@example.com"}})
@@ -109,6 +109,18 @@ func TestAdversarialImpersonationRefusals(t *testing.T) {
 				return advOrdinary()(h, mark)
 			},
 			want: denied("impersonator not allowed")},
+		{name: "a solicited impersonated login of a protected target", site: keycloakAdmins,
+			attack: func(h *harness, mark func()) result {
+				h.idp.SetAutoLogin("carol", "admin")
+				return advOrdinary()(h, mark)
+			},
+			want: denied("target is protected")},
+		{name: "a solicited impersonated login allowed by the policy (control)", site: keycloakAdmins,
+			attack: func(h *harness, mark func()) result {
+				h.idp.SetAutoLogin("alice", "admin")
+				return advOrdinary()(h, mark)
+			},
+			want: started},
 		{name: "an impersonator not on the list", site: admins, attack: advLink("alice", "mallory", code),
 			want: denied("impersonator not allowed")},
 		{name: "the impersonator on the list (control)", site: admins, attack: advLink("alice", "admin", code), want: started},
