@@ -58,9 +58,6 @@ type signing struct {
 	badSig   bool   // an RS256 signature that does not verify
 }
 
-// sign makes an ordinary RS256 JWT of claims.
-func (s *Server) sign(claims any) (string, error) { return s.signWith(signing{}, claims) }
-
 // signWith makes a JWT of claims as o says: base64url(header).base64url(payload).base64url(signature).
 func (s *Server) signWith(o signing, claims any) (string, error) {
 	key, kid := s.signingKey()
