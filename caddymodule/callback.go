@@ -24,6 +24,9 @@ const (
 // response in the URL fragment, which only the browser sees.
 var responseParams = []string{"code", "state", "error", "id_token", "access_token", "iss"}
 
+// tokenParams are the response parameters that carry tokens.
+var tokenParams = []string{"id_token", "access_token"}
+
 // serveCallback completes an authorization response: a code in the query or a form post,
 // tokens in a form post, or tokens in the URL fragment (via the relay page).
 func (h *Handler) serveCallback(w http.ResponseWriter, r *http.Request) error {
@@ -37,6 +40,16 @@ func (h *Handler) serveCallback(w http.ResponseWriter, r *http.Request) error {
 	if r.Method == http.MethodGet && !hasAny(params, responseParams) {
 		h.writePage(w, http.StatusOK, "relay.html", pageData{Title: "Completing sign-in", Action: h.callbackPath, Retry: h.retryURL})
 		return nil
+	}
+	if r.Method == http.MethodGet && hasAny(params, tokenParams) {
+		// Tokens travel in a form post or the fragment, never the query: a URL ends up in
+		// access logs, the history and Referer headers. Only an unsolicited response carries
+		// tokens, so with impersonation on this is an impersonation refused.
+		event := evLoginFailed
+		if h.imp != nil {
+			event = evImpersonationDenied
+		}
+		return refuse(errBadCallback, event, "tokens in the query")
 	}
 	state := params.Get("state")
 	info, ours := h.states.openLogin(state)

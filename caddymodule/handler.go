@@ -157,12 +157,19 @@ type userinfoActor struct {
 	EmailVerified bool   `json:"email_verified"` // Auth0's impersonator email: false
 }
 
-// serveUserinfo answers the current identity as JSON, 401 without a session.
+// serveUserinfo answers the current identity as JSON, 401 without a session, 403 when this
+// handler does not admit the session.
 func (h *Handler) serveUserinfo(w http.ResponseWriter, r *http.Request) error {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		return refuse(errMethod, "", "")
+	}
 	s := h.currentSession(w, r)
 	if s == nil {
 		writeJSON(w, http.StatusUnauthorized, errorBody{errUnauthenticated.Code, errUnauthenticated.Message})
 		return nil
+	}
+	if err := h.authorize(r, s); err != nil {
+		return err
 	}
 	info := userinfo{
 		Sub:               s.Subject,

@@ -164,6 +164,9 @@ func (h *Handler) serveMintState(w http.ResponseWriter, r *http.Request) error {
 	if s == nil {
 		return refuse(errUnauthenticated, "", "")
 	}
+	if err := h.authorize(r, s); err != nil {
+		return err
+	}
 	// s.Email is set only when verified.
 	if s.Impersonated || (h.imp.Restricted() && !h.imp.IsImpersonator(s.Subject, s.Email)) {
 		return refuse(errDenied, "", "")

@@ -28,7 +28,7 @@ func (h *Handler) serveImpersonationEnd(w http.ResponseWriter, r *http.Request) 
 	if r.Method != http.MethodPost {
 		return refuse(errMethod, "", "")
 	}
-	if !sameOrigin(r) {
+	if !sameOrigin(r) || foreignReferer(r) {
 		return refuse(errForbiddenOrigin, "", "")
 	}
 	rd := safeReturnTo(r.URL.Query().Get("rd"), "/")
