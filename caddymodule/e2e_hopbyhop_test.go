@@ -6,13 +6,8 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/http/fcgi"
-	"net/http/httptest"
-	"strings"
 	"testing"
 	"time"
-
-	"github.com/relyingparty/caddy-oidc-auth/internal/session"
 )
 
 // What a client can do with HTTP/1's hop-by-hop machinery to keep the identity headers from
@@ -34,45 +29,13 @@ func reportingApp(w http.ResponseWriter, r *http.Request) {
 }
 
 // hopSite runs Caddy with oidc_auth (impersonation on) in front of proxy, a Caddyfile line
-// with $APP standing for the application's address, and returns the site's address and a
-// cookie header of an impersonated session: alice, impersonated by the admin.
-func hopSite(t *testing.T, proxy string, fastCGI bool) (addr, cookie string) {
+// with $APP standing for the application's address (php_fastcgi for a FastCGI one), and returns
+// the site's address and a cookie header of an impersonated session: alice, impersonated by the
+// admin.
+func hopSite(t *testing.T, proxy string) (addr, cookie string) {
 	t.Helper()
-	caddyMu.Lock()
-	t.Cleanup(caddyMu.Unlock)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if fastCGI {
-		go func() { _ = fcgi.Serve(ln, http.HandlerFunc(reportingApp)) }()
-		t.Cleanup(func() { ln.Close() })
-	} else {
-		app := &httptest.Server{Listener: ln, Config: &http.Server{Handler: http.HandlerFunc(reportingApp)}}
-		app.Start()
-		t.Cleanup(app.Close)
-	}
-	addr = "127.0.0.1:" + freePort(t)
-	loadCaddyfile(t, caddyfileGlobals+"http://"+addr+` {
-	oidc_auth {
-		issuer http://127.0.0.1:1/
-		client_id `+testClientID+`
-		session_secret `+testSecret+`
-		cookie {
-			insecure
-		}
-		impersonation {
-		}
-	}
-	`+strings.ReplaceAll(proxy, "$APP", ln.Addr().String())+`
-}
-`)
-	h := provisionedHandlers(t)[0]
-	now := time.Now()
-	s := &session.Session{ID: "sess-hop", Subject: "auth0|alice", Email: "alice@example.com", EmailVerified: true,
-		Groups: []string{"staff"}, Impersonated: true, ImpersonatorID: "auth0|admin",
-		Created: now, LastSeen: now, Expires: now.Add(time.Hour)}
-	return addr, sealedSessionCookie(h, s)
+	addr, cookie, _, _ = advAliasSite(t, "", proxy)
+	return addr, cookie
 }
 
 // rawExchange writes a request as bytes and reads the response.
@@ -120,7 +83,7 @@ func TestConnectionCannotHideTheIdentityHeaders(t *testing.T) {
 			{"HTTP/1.0 with keep-alive", "Connection: keep-alive, X-Forwarded-Impersonated, X-Forwarded-User\r\n", "HTTP/1.0"},
 		} {
 			t.Run(tc.name+": "+conn.name, func(t *testing.T) {
-				addr, cookie := hopSite(t, tc.proxy, tc.name == "php_fastcgi")
+				addr, cookie := hopSite(t, tc.proxy)
 				status, got := rawExchange(t, addr, "GET /index.php "+conn.proto+"\r\nHost: "+addr+"\r\nAccept: application/json\r\n"+
 					"Cookie: "+cookie+"\r\n"+conn.lines+"\r\n")
 				if status != http.StatusOK {
@@ -135,7 +98,7 @@ func TestConnectionCannotHideTheIdentityHeaders(t *testing.T) {
 		}
 	}
 	t.Run("other Connection tokens keep their meaning", func(t *testing.T) {
-		addr, cookie := hopSite(t, "reverse_proxy $APP", false)
+		addr, cookie := hopSite(t, "reverse_proxy $APP")
 		_, got := rawExchange(t, addr, "GET / HTTP/1.1\r\nHost: "+addr+"\r\nAccept: application/json\r\nCookie: "+cookie+
 			"\r\nConnection: X-Private-Hop, X-Forwarded-User\r\nX-Private-Hop: 1\r\n\r\n")
 		if got.Header.Get("X-Private-Hop") != "" || got.Header.Get("X-Forwarded-User") != "auth0|alice" {
@@ -152,7 +115,7 @@ func TestRequestTrailersCannotCarryIdentityHeaders(t *testing.T) {
 	}
 	for _, declared := range []string{"X-Forwarded-User", "x_forwarded_impersonated", "X-Checksum, X-Forwarded-Impersonator"} {
 		t.Run("a request announcing "+declared+" as a trailer is refused", func(t *testing.T) {
-			addr, cookie := hopSite(t, "reverse_proxy $APP", false)
+			addr, cookie := hopSite(t, "reverse_proxy $APP")
 			status, _ := rawExchange(t, addr, chunked(addr, cookie, declared, "X-Forwarded-User: mallory\r\n"))
 			if status != http.StatusBadRequest {
 				t.Fatalf("status %d, want 400", status)
@@ -160,7 +123,7 @@ func TestRequestTrailersCannotCarryIdentityHeaders(t *testing.T) {
 		})
 	}
 	t.Run("identity fields sent as trailers without announcing them never arrive", func(t *testing.T) {
-		addr, cookie := hopSite(t, "reverse_proxy $APP", false)
+		addr, cookie := hopSite(t, "reverse_proxy $APP")
 		status, got := rawExchange(t, addr, chunked(addr, cookie, "X-Checksum",
 			"X-Checksum: abc\r\nX-Forwarded-User: mallory\r\nX_Forwarded_Impersonated: false\r\n"))
 		if status != http.StatusOK {

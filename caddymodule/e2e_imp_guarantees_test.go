@@ -18,15 +18,7 @@ import (
 // to the provider.
 func (h *harness) signOut() {
 	h.t.Helper()
-	req, _ := http.NewRequest(http.MethodPost, h.siteURL+"/oauth2/logout", nil)
-	req.Header.Set("Origin", h.siteURL)
-	req.Header.Set("Accept", "text/html")
-	resp, err := h.noRedirects().Do(req)
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusFound {
+	if resp := h.ownPost("/oauth2/logout"); resp.StatusCode != http.StatusFound {
 		h.t.Fatalf("signing out: %d", resp.StatusCode)
 	}
 }

@@ -303,11 +303,10 @@ func (h *harness) impSession() *session.Session {
 	return s
 }
 
-// impEnd ends the impersonation from the site's own page, and does not follow the redirect
-// (which, without a session, would start a fresh login).
-func (h *harness) impEnd() {
+// ownPost posts to path from the site's own page, without following the redirect.
+func (h *harness) ownPost(path string) *http.Response {
 	h.t.Helper()
-	req, _ := http.NewRequest(http.MethodPost, h.siteURL+"/oauth2/impersonation/end", nil)
+	req, _ := http.NewRequest(http.MethodPost, h.siteURL+path, nil)
 	req.Header.Set("Origin", h.siteURL)
 	req.Header.Set("Accept", "text/html")
 	resp, err := h.noRedirects().Do(req)
@@ -315,6 +314,14 @@ func (h *harness) impEnd() {
 		h.t.Fatal(err)
 	}
 	resp.Body.Close()
+	return resp
+}
+
+// impEnd ends the impersonation from the site's own page, and does not follow the redirect
+// (which, without a session, would start a fresh login).
+func (h *harness) impEnd() {
+	h.t.Helper()
+	resp := h.ownPost("/oauth2/impersonation/end")
 	if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/" {
 		h.t.Errorf("ending the impersonation: %d to %q", resp.StatusCode, resp.Header.Get("Location"))
 	}

@@ -26,16 +26,7 @@ const rotatedSecret = "fedcba9876543210fedcba9876543210-rotated"
 // a start. The handlers of the new configuration take the test's clock and a fresh audit log.
 func (h *harness) loadSite(cfg func(*Handler)) {
 	h.t.Helper()
-	hc := Handler{
-		Issuer:         h.idpURL,
-		ClientID:       testClientID,
-		ClientSecret:   testClientSecret,
-		SessionSecrets: []string{testSecret},
-		Cookie:         &CookieConfig{Insecure: true},
-	}
-	if cfg != nil {
-		cfg(&hc)
-	}
+	hc := h.handlerConfig(cfg)
 	site, err := url.Parse(h.siteURL)
 	if err != nil {
 		h.t.Fatal(err)

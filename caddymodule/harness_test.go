@@ -75,6 +75,18 @@ func newRoutedHarness(t *testing.T, handlerCfg func(*Handler), idpCfg func(*devi
 	route func(t *testing.T, oidcAuth json.RawMessage) []json.RawMessage) *harness {
 	t.Helper()
 	h, port := startHarness(t, idpCfg)
+	hc := h.handlerConfig(handlerCfg)
+	handlers := []json.RawMessage{handlerJSON(t, "oidc_auth", &hc)}
+	if route != nil {
+		handlers = route(t, handlers[0])
+	}
+	h.load(port, handlers...)
+	return h
+}
+
+// handlerConfig is the handler's configuration for the harness's provider and test client,
+// with plain-http cookies, changed by cfg (nil: as it is).
+func (h *harness) handlerConfig(cfg func(*Handler)) Handler {
 	hc := Handler{
 		Issuer:         h.idpURL,
 		ClientID:       testClientID,
@@ -82,15 +94,10 @@ func newRoutedHarness(t *testing.T, handlerCfg func(*Handler), idpCfg func(*devi
 		SessionSecrets: []string{testSecret},
 		Cookie:         &CookieConfig{Insecure: true},
 	}
-	if handlerCfg != nil {
-		handlerCfg(&hc)
+	if cfg != nil {
+		cfg(&hc)
 	}
-	handlers := []json.RawMessage{handlerJSON(t, "oidc_auth", &hc)}
-	if route != nil {
-		handlers = route(t, handlers[0])
-	}
-	h.load(port, handlers...)
-	return h
+	return hc
 }
 
 // newCaddyfileHarness is newHarness for a site written as a Caddyfile: site is the inside of
