@@ -67,6 +67,18 @@ func TestExamplesAdapt(t *testing.T) {
 			if !bytes.Equal(want, pretty.Bytes()) {
 				t.Errorf("%s is not the JSON form of %s (run go test -run TestExamplesAdapt -update .)", golden, file)
 			}
+			if bytes.Contains(out, []byte(`"oidc_auth":{"providers"`)) {
+				// Handlers naming a provider need the oidc_auth app: provision the whole
+				// configuration, as Caddy would before starting it.
+				var cfg caddy.Config
+				if err := json.Unmarshal(out, &cfg); err != nil {
+					t.Fatal(err)
+				}
+				if err := caddy.Validate(&cfg); err != nil {
+					t.Errorf("provisioning: %v", err)
+				}
+				return
+			}
 			provision(t, out)
 		})
 	}

@@ -68,6 +68,8 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			err = h.Headers.unmarshal(d)
 		case "store":
 			err = h.unmarshalStore(d)
+		case "provider":
+			err = oneArg(d, &h.Provider)
 		default:
 			return d.Errf("unrecognized oidc_auth option %q", opt)
 		}

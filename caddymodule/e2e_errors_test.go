@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/cookiejar"
@@ -140,15 +141,20 @@ const caddyfileGlobals = `{
 // holds caddyMu.
 func loadCaddyfile(t *testing.T, text string) {
 	t.Helper()
-	cfg, warnings, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(text), nil)
-	if err != nil {
-		t.Fatalf("adapting: %v", err)
-	}
-	for _, w := range warnings {
-		t.Logf("adapter warning: %s", w.Message)
-	}
-	if err := caddy.Load(cfg, true); err != nil {
-		t.Fatalf("loading: %v", err)
+	if err := loadCaddyfileErr(text); err != nil {
+		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = caddy.Stop() })
+}
+
+// loadCaddyfileErr adapts and loads a Caddyfile, reporting why it would not.
+func loadCaddyfileErr(text string) error {
+	cfg, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(text), nil)
+	if err != nil {
+		return fmt.Errorf("adapting: %w", err)
+	}
+	if err := caddy.Load(cfg, true); err != nil {
+		return fmt.Errorf("loading: %w", err)
+	}
+	return nil
 }

@@ -105,10 +105,18 @@ func (h *harness) handlerConfig(cfg func(*Handler)) Handler {
 // the provider, the test client, a session secret and the echoing upstream.
 func newCaddyfileHarness(t *testing.T, site string, idpCfg func(*devidp.Config)) *harness {
 	t.Helper()
+	return newCaddyfileHarnessWithOptions(t, "", site, idpCfg)
+}
+
+// newCaddyfileHarnessWithOptions is newCaddyfileHarness with global options (the same $
+// names stand in them).
+func newCaddyfileHarnessWithOptions(t *testing.T, options, site string, idpCfg func(*devidp.Config)) *harness {
+	t.Helper()
 	h, _ := startHarness(t, idpCfg)
-	site = strings.NewReplacer("$ISSUER", h.idpURL, "$CLIENT_ID", testClientID, "$CLIENT_SECRET", testClientSecret,
-		"$SECRET", testSecret, "$UPSTREAM", h.upstream.addr).Replace(site)
-	loadCaddyfile(t, caddyfileGlobals+h.siteURL+" {\n"+site+"\n}\n")
+	vars := strings.NewReplacer("$ISSUER", h.idpURL, "$CLIENT_ID", testClientID, "$CLIENT_SECRET", testClientSecret,
+		"$SECRET", testSecret, "$UPSTREAM", h.upstream.addr)
+	globals := strings.Replace(caddyfileGlobals, "\tadmin off\n", "\tadmin off\n"+vars.Replace(options)+"\n", 1)
+	loadCaddyfile(t, globals+h.siteURL+" {\n"+vars.Replace(site)+"\n}\n")
 	h.inject()
 	return h
 }

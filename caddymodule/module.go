@@ -59,6 +59,10 @@ type Handler struct {
 	// What an unauthenticated request gets: "redirect" sends browser navigations to the
 	// provider and answers other requests 401; "deny" answers 401 to everyone. Default: redirect.
 	Unauthenticated string `json:"unauthenticated,omitempty"`
+	// The name of a provider of the oidc_auth global option (the oidc_auth app) whose
+	// configuration this handler takes: it then sets only allow, and may set headers.
+	// Default: none (this handler's own configuration).
+	Provider string `json:"provider,omitempty"`
 	// Who may in. Default: every authenticated user.
 	Allow *AllowConfig `json:"allow,omitempty"`
 	// Present = impersonated sign-ins are accepted under this policy. Default: absent (refused).
@@ -122,6 +126,11 @@ func (Handler) CaddyModule() caddy.ModuleInfo {
 
 // Provision fills defaults, resolves placeholders such as {env.*} and builds what requests use.
 func (h *Handler) Provision(ctx caddy.Context) error {
+	if h.Provider != "" {
+		if err := h.takeProvider(ctx); err != nil {
+			return err
+		}
+	}
 	h.logger = ctx.Logger()
 	h.audit = h.logger.Named("audit")
 	if h.now == nil {
