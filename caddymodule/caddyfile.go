@@ -69,7 +69,7 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		case "store":
 			err = h.unmarshalStore(d)
 		case "provider":
-			err = oneArg(d, &h.Provider)
+			err = someArgs(d, &h.Providers)
 		default:
 			return d.Errf("unrecognized oidc_auth option %q", opt)
 		}

@@ -125,7 +125,7 @@ func TestTheGlobalOptionRefusesMistakes(t *testing.T) {
 	}
 	for _, cfg := range []*App{
 		{Providers: map[string]*Handler{"a": {Allow: &AllowConfig{}}}},
-		{Providers: map[string]*Handler{"a": {Provider: "b"}}},
+		{Providers: map[string]*Handler{"a": {Providers: []string{"b"}}}},
 		{Providers: map[string]*Handler{"a": nil}},
 	} {
 		if err := cfg.Provision(caddy.Context{}); err == nil {

@@ -14,6 +14,9 @@ import (
 // ServeHTTP strips the managed headers, then serves the module's endpoints, or lets an
 // authenticated request through with its identity, or answers an unauthenticated one.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	if h.choices != nil {
+		return h.serveChoices(w, r, next)
+	}
 	h.headers.strip(r.Header)
 	if r.Trailer != nil {
 		if h.headers.declaresManagedTrailer(r.Trailer) {

@@ -140,7 +140,8 @@ func startHarness(t *testing.T, idpCfg func(*devidp.Config)) (*harness, string) 
 		AdminToken: testAdminToken,
 		Clients: []devidp.Client{{
 			ID: testClientID, Secret: testClientSecret,
-			RedirectURIs:           []string{h.siteURL + "/oauth2/callback"},
+			RedirectURIs: []string{h.siteURL + "/oauth2/callback",
+				h.siteURL + "/oauth2/staff/callback", h.siteURL + "/oauth2/partners/callback"},
 			PostLogoutRedirectURIs: []string{h.siteURL + "/", h.siteURL + "/bye"},
 		}},
 		Now: h.clock.Now,
@@ -245,6 +246,7 @@ func provisionedHandlers(t *testing.T) []*Handler {
 				switch v := mh.(type) {
 				case *Handler:
 					found = append(found, v)
+					found = append(found, v.choices...)
 				case *caddyhttp.Subroute:
 					walk(v.Routes)
 				}

@@ -86,7 +86,7 @@ func TestSafeReturnToKeepsPathsOnTheSite(t *testing.T) {
 
 // stateHandler is a handler with only what state minting needs.
 func stateHandler(secret string) *Handler {
-	return &Handler{states: newStateKeys([]string{secret})}
+	return &Handler{states: newStateKeys([]string{secret}, "op")}
 }
 
 func TestAMintedStateParsesWithItsTimeAndID(t *testing.T) {

@@ -59,10 +59,11 @@ type Handler struct {
 	// What an unauthenticated request gets: "redirect" sends browser navigations to the
 	// provider and answers other requests 401; "deny" answers 401 to everyone. Default: redirect.
 	Unauthenticated string `json:"unauthenticated,omitempty"`
-	// The name of a provider of the oidc_auth global option (the oidc_auth app) whose
-	// configuration this handler takes: it then sets only allow, and may set headers.
+	// Names of providers of the oidc_auth global option (the oidc_auth app). One: this handler
+	// takes that provider's configuration and sets only allow (and may set headers). Several:
+	// a session of any of them is accepted, and a browser without one chooses where to sign in.
 	// Default: none (this handler's own configuration).
-	Provider string `json:"provider,omitempty"`
+	Providers []string `json:"providers,omitempty"`
 	// Who may in. Default: every authenticated user.
 	Allow *AllowConfig `json:"allow,omitempty"`
 	// Present = impersonated sign-ins are accepted under this policy. Default: absent (refused).
@@ -95,6 +96,8 @@ type Handler struct {
 	decisions    *decisionCache
 	store        store.Store
 	ownStore     *MemoryStore // the default store, when no store module is configured
+	choices      []*Handler   // with several providers: one handler each (chooser.go)
+	providerName string       // the name of the provider taken from the oidc_auth app, if any
 	// per-client budgets of callbacks that reach the provider (limiter.go)
 	unsolicitedLimit, failureLimit *callbackLimiter
 	logger                         *zap.Logger
@@ -126,10 +129,14 @@ func (Handler) CaddyModule() caddy.ModuleInfo {
 
 // Provision fills defaults, resolves placeholders such as {env.*} and builds what requests use.
 func (h *Handler) Provision(ctx caddy.Context) error {
-	if h.Provider != "" {
-		if err := h.takeProvider(ctx); err != nil {
+	switch len(h.Providers) {
+	case 0:
+	case 1:
+		if err := h.takeProvider(ctx, h.Providers[0]); err != nil {
 			return err
 		}
+	default:
+		return h.provisionChoices(ctx)
 	}
 	h.logger = ctx.Logger()
 	h.audit = h.logger.Named("audit")
@@ -179,7 +186,8 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if h.sealer, err = session.NewSealer(h.SessionSecrets); err != nil {
 		return fmt.Errorf("oidc_auth session_secret: %w", err)
 	}
-	h.states = newStateKeys(h.SessionSecrets)
+	h.provKey = providerKey(h.Issuer, h.ClientID)
+	h.states = newStateKeys(h.SessionSecrets, h.provKey)
 	// The clock is read through h.now at every use, so tests can move it.
 	clock := func() time.Time { return h.now() }
 	h.jar = session.NewJar(h.Cookie.Name, h.Cookie.Domain, !h.Cookie.Insecure, sameSites[h.Cookie.SameSite], clock)
@@ -201,7 +209,6 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if h.imp != nil {
 		h.needs = policy.Union(h.needs, h.imp.Needs())
 	}
-	h.provKey = providerKey(h.Issuer, h.ClientID)
 	h.decisions = newDecisionCache()
 	if err := h.provisionStore(ctx); err != nil {
 		return err
@@ -218,6 +225,9 @@ func (h *Handler) Validate() error { return nil }
 // Cleanup closes the idle connections to the provider and releases the handler's share of the
 // default store; a configured store module is cleaned up by Caddy.
 func (h *Handler) Cleanup() error {
+	for _, c := range h.choices {
+		_ = c.Cleanup()
+	}
 	if h.provider != nil {
 		// A reload or stop must not leave connections to the provider open.
 		h.provider.client.CloseIdleConnections()

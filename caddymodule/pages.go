@@ -93,7 +93,8 @@ type pageData struct {
 	Action                 string
 	Host, Target           string
 	Impersonator, Token    string
-	Unverified             string // an email nothing vouches for, shown as such
+	Unverified             string   // an email nothing vouches for, shown as such
+	Choices                []choice // the chooser's providers
 }
 
 // writeError answers with e: a small HTML page for browsers, JSON for everything else.

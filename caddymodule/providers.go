@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
@@ -39,7 +40,9 @@ func (a *App) Provision(caddy.Context) error {
 		switch {
 		case p == nil:
 			return fmt.Errorf("oidc_auth provider %q: empty", name)
-		case p.Provider != "":
+		case name == "" || name != strings.Map(cookieNameRune, name):
+			return fmt.Errorf("oidc_auth provider %q: use letters, digits, '_' and '-' only", name)
+		case len(p.Providers) > 0:
 			return fmt.Errorf("oidc_auth provider %q: a provider does not name another", name)
 		case p.Allow != nil:
 			return fmt.Errorf("oidc_auth provider %q: allow belongs in each route's oidc_auth", name)
@@ -52,40 +55,50 @@ func (a *App) Provision(caddy.Context) error {
 func (a *App) Start() error { return nil }
 func (a *App) Stop() error  { return nil }
 
-// takeProvider makes h the provider it names, keeping its own allow rules and, when it sets
-// them, its own headers.
-func (h *Handler) takeProvider(ctx caddy.Context) error {
+// takeProvider makes h the provider called name, keeping its own allow rules and, when it
+// sets them, its own headers. A provider's cookie and callback default to names of its own
+// (_oidc_auth_NAME, /oauth2/NAME/callback), so that several providers can serve one site.
+func (h *Handler) takeProvider(ctx caddy.Context, name string) error {
 	own := *h
-	own.Allow, own.Headers, own.Provider = nil, nil, ""
+	own.Allow, own.Headers, own.Providers = nil, nil, nil
 	if b, err := json.Marshal(own); err != nil || string(b) != "{}" {
-		return fmt.Errorf("oidc_auth provider %q: the provider sets everything but allow and headers; remove the rest from this block", h.Provider)
+		return fmt.Errorf("oidc_auth provider %q: the provider sets everything but allow and headers; remove the rest from this block", name)
 	}
 	v, err := ctx.AppIfConfigured("oidc_auth")
 	if err != nil {
-		return fmt.Errorf("oidc_auth provider %q: no oidc_auth global option defines providers", h.Provider)
+		return fmt.Errorf("oidc_auth provider %q: no oidc_auth global option defines providers", name)
 	}
 	app, ok := v.(*App)
 	if !ok {
 		return errors.New("oidc_auth: the oidc_auth app is not this module's")
 	}
-	tpl, ok := app.Providers[h.Provider]
+	tpl, ok := app.Providers[name]
 	if !ok {
-		return fmt.Errorf("oidc_auth provider %q: not defined in the oidc_auth global option", h.Provider)
+		return fmt.Errorf("oidc_auth provider %q: not defined in the oidc_auth global option", name)
 	}
 	// A copy through JSON: provisioning fills defaults into what it is given, and every route
 	// naming the provider must start from the same configuration.
 	raw, err := json.Marshal(tpl)
 	if err != nil {
-		return fmt.Errorf("oidc_auth provider %q: %w", h.Provider, err)
+		return fmt.Errorf("oidc_auth provider %q: %w", name, err)
 	}
-	allow, headers, name := h.Allow, h.Headers, h.Provider
+	allow, headers, names := h.Allow, h.Headers, h.Providers
 	*h = Handler{}
 	if err := json.Unmarshal(raw, h); err != nil {
 		return fmt.Errorf("oidc_auth provider %q: %w", name, err)
 	}
-	h.Allow, h.Provider = allow, name
+	h.Allow, h.Providers, h.providerName = allow, names, name
 	if headers != nil {
 		h.Headers = headers
+	}
+	if h.Cookie == nil {
+		h.Cookie = new(CookieConfig)
+	}
+	if h.Cookie.Name == "" {
+		h.Cookie.Name = "_oidc_auth_" + name
+	}
+	if h.RedirectURI == "" {
+		h.RedirectURI = "/oauth2/" + name + "/callback"
 	}
 	return nil
 }

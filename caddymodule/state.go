@@ -30,11 +30,13 @@ type stateKeys struct {
 	login, signed [][]byte
 }
 
-func newStateKeys(secrets []string) stateKeys {
+// newStateKeys derives the keys from the session secrets, bound to the provider and client
+// (provKey): a state minted for one provider is not another's, even under the same secret.
+func newStateKeys(secrets []string, provKey string) stateKeys {
 	var k stateKeys
 	for _, secret := range secrets {
-		k.login = append(k.login, session.DeriveKey(secret, "caddy-oidc-auth state v1"))
-		k.signed = append(k.signed, session.DeriveKey(secret, "caddy-oidc-auth impersonation state v1"))
+		k.login = append(k.login, session.DeriveKey(secret, "caddy-oidc-auth state v1 "+provKey))
+		k.signed = append(k.signed, session.DeriveKey(secret, "caddy-oidc-auth impersonation state v1 "+provKey))
 	}
 	return k
 }
