@@ -1,0 +1,177 @@
+package caddymodule
+
+import (
+	"bufio"
+	"context"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+)
+
+// The Redis store, against a real redis-server (Debian's redis-server; the tests start their
+// own on a free loopback port, and skip where it is missing outside CI).
+
+// startRedis runs a redis-server until the test ends and returns its URL and a func that
+// stops it (for outage tests).
+func startRedis(t *testing.T) (string, func()) {
+	t.Helper()
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatal("redis-server is missing in CI")
+		}
+		t.Skip("redis-server is not installed: apt-get install -y redis-server to run the Redis tests")
+	}
+	port := freePort(t)
+	cmd := exec.Command(bin, "--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no")
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	stopped := false
+	stop := func() {
+		if !stopped {
+			stopped = true
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+		}
+	}
+	t.Cleanup(stop)
+	ready := make(chan struct{})
+	go func() {
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			if strings.Contains(sc.Text(), "Ready to accept connections") {
+				close(ready)
+				break
+			}
+		}
+		for sc.Scan() {
+		}
+	}()
+	select {
+	case <-ready:
+	case <-time.After(10 * time.Second):
+		t.Fatal("redis-server did not start")
+	}
+	return "redis://127.0.0.1:" + port + "/0", stop
+}
+
+func TestRedisStoreClaimsAndLocks(t *testing.T) {
+	addr, _ := startRedis(t)
+	rs := &RedisStore{URL: addr, Prefix: "test"}
+	if err := rs.Provision(caddy.Context{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = rs.Cleanup() })
+	a, _ := rs.openStore("https://idp/\x00app")
+	b, _ := rs.openStore("https://idp/\x00app") // another instance of the same site
+	other, _ := rs.openStore("https://idp/\x00another-client")
+	ctx := context.Background()
+	now := time.Now()
+	if ok, err := a.Claim(ctx, "code\x00x", now.Add(time.Minute)); !ok || err != nil {
+		t.Fatalf("first claim: %v %v", ok, err)
+	}
+	if ok, err := b.Claim(ctx, "code\x00x", now.Add(time.Minute)); ok || err != nil {
+		t.Fatalf("a claim made through one instance was new to another: %v %v", ok, err)
+	}
+	if ok, _ := other.Claim(ctx, "code\x00x", now.Add(time.Minute)); !ok {
+		t.Error("another client's claims are not its own")
+	}
+	if ok, _ := a.Claim(ctx, "gone\x00y", now.Add(-time.Second)); !ok {
+		t.Fatal("a claim expiring at once")
+	}
+	if ok, _ := b.Claim(ctx, "gone\x00y", now.Add(time.Minute)); !ok {
+		t.Error("an expired claim was still remembered")
+	}
+	unlock, ok, err := a.TryLock(ctx, "refresh\x00s", time.Minute)
+	if !ok || err != nil {
+		t.Fatalf("lock: %v %v", ok, err)
+	}
+	if _, ok, _ := b.TryLock(ctx, "refresh\x00s", time.Minute); ok {
+		t.Error("two instances held one lock")
+	}
+	unlock()
+	if _, ok, _ := b.TryLock(ctx, "refresh\x00s", time.Minute); !ok {
+		t.Error("an unlocked lock could not be taken")
+	}
+	if !a.Horizon().IsZero() {
+		t.Error("Redis forgets nothing on a restart: its horizon is zero")
+	}
+}
+
+func TestRedisStoreOption(t *testing.T) {
+	t.Parallel()
+	var h Handler
+	err := h.UnmarshalCaddyfile(caddyfile.NewTestDispenser("oidc_auth {\n store redis {\n url redis://:pw@127.0.0.1:6379/1\n prefix site1\n }\n}"))
+	if err != nil || !strings.Contains(string(h.StoreRaw), `"backend":"redis"`) || !strings.Contains(string(h.StoreRaw), `"prefix":"site1"`) {
+		t.Fatalf("StoreRaw %s, err %v", h.StoreRaw, err)
+	}
+	err = h.UnmarshalCaddyfile(caddyfile.NewTestDispenser("oidc_auth {\n store redis redis://127.0.0.1:6379\n}"))
+	if err != nil || !strings.Contains(string(h.StoreRaw), `"url":"redis://127.0.0.1:6379"`) {
+		t.Fatalf("StoreRaw %s, err %v", h.StoreRaw, err)
+	}
+	rs := &RedisStore{URL: "redis://:s3cret-pass@127.0.0.1:6379/?no_such_option=1"}
+	if err := rs.Provision(caddy.Context{}); err == nil || strings.Contains(err.Error(), "s3cret-pass") {
+		t.Errorf("a bad URL: %v (it must fail without showing the password)", err)
+	}
+}
+
+// withRedis configures the Redis store on addr.
+func withRedis(addr string, cfg func(*Handler)) func(*Handler) {
+	return func(c *Handler) {
+		c.StoreRaw = []byte(`{"backend":"redis","url":"` + addr + `"}`)
+		if cfg != nil {
+			cfg(c)
+		}
+	}
+}
+
+func TestRedisRemembersReplaysAcrossARestart(t *testing.T) {
+	addr, _ := startRedis(t)
+	cfg := withRedis(addr, withImpersonation(&ImpersonationConfig{Confirm: boolPtr(false)}))
+	h := newHarness(t, cfg, nil)
+	tokens := h.impFragment("alice", "admin")
+	if e, ok := h.postForm("/oauth2/callback", tokens).echo(); !ok || e.Headers.Get("X-Forwarded-Impersonated") != "true" {
+		t.Fatal("the first use of the tokens did not sign in")
+	}
+	// A restart: the in-memory store would begin again; Redis remembers.
+	_ = caddy.Stop()
+	h.clock.Advance(3 * time.Second)
+	h.loadSite(cfg)
+	h.client.CloseIdleConnections()
+	res := h.impOtherBrowser().postForm("/oauth2/callback", tokens)
+	if res.status != http.StatusForbidden {
+		t.Fatalf("the same tokens after a restart: %d", res.status)
+	}
+	h.impAudit(evImpersonationDenied, map[string]string{"reason": "ID token replayed"})
+}
+
+func TestRedisDownFailsClosedAndCookieSessionsGoOn(t *testing.T) {
+	addr, stop := startRedis(t)
+	h := newHarness(t, withRedis(addr, withImpersonation(&ImpersonationConfig{Confirm: boolPtr(false)})), nil)
+	h.login("bob")
+	tokens := h.impFragment("alice", "admin")
+	stop()
+	if res := h.api(http.MethodGet, "/"); res.status != http.StatusOK {
+		t.Errorf("a cookie session while Redis is down: %d", res.status)
+	}
+	res := h.impOtherBrowser().postForm("/oauth2/callback", tokens)
+	if res.status != http.StatusServiceUnavailable {
+		t.Fatalf("an impersonation needing the store while Redis is down: %d, want 503", res.status)
+	}
+	h.impAudit(evImpersonationDenied, map[string]string{"reason": "store unavailable"})
+	if _, err := net.DialTimeout("tcp", strings.TrimSuffix(strings.TrimPrefix(addr, "redis://"), "/0"), time.Second); err == nil {
+		t.Error("Redis still answers")
+	}
+}

@@ -1,0 +1,226 @@
+package caddymodule
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/relyingparty/caddy-oidc-auth/internal/store"
+)
+
+func init() {
+	caddy.RegisterModule(RedisStore{})
+}
+
+// RedisStore keeps the shared state in Redis, so that every Caddy instance serving a site
+// refuses what any of them saw: replayed codes and tokens, one-time tokens used twice, login
+// attempts used twice, a second refresh of one session. Keys expire with what they remember.
+type RedisStore struct {
+	// The Redis server, as a URL with its password and TLS: redis://[user:password@]host:port/db
+	// or rediss:// for TLS. Sentinel: add master_name=NAME (and addr=HOST:PORT for each further
+	// sentinel); Cluster: add addr=HOST:PORT for each further node. Timeouts and pool sizes
+	// may be set as go-redis query parameters (read_timeout=1s, ...). Required.
+	URL string `json:"url,omitempty"`
+	// What every key starts with, to share one Redis between sites. Default: oidc_auth.
+	Prefix string `json:"prefix,omitempty"`
+
+	client redis.UniversalClient
+	pooled string
+}
+
+// CaddyModule returns the Caddy module information.
+func (RedisStore) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "http.handlers.oidc_auth.stores.redis",
+		New: func() caddy.Module { return new(RedisStore) },
+	}
+}
+
+// Provision connects (lazily: go-redis dials on first use) through a client shared by every
+// handler using the same URL.
+func (s *RedisStore) Provision(caddy.Context) error {
+	s.URL = caddy.NewReplacer().ReplaceKnown(s.URL, "")
+	if s.URL == "" {
+		return errors.New("the redis store needs a url")
+	}
+	if s.Prefix == "" {
+		s.Prefix = "oidc_auth"
+	}
+	v, _, err := redisClients.LoadOrNew(s.URL, func() (caddy.Destructor, error) {
+		c, err := newRedisClient(s.URL)
+		if err != nil {
+			return nil, err
+		}
+		return pooledRedis{c}, nil
+	})
+	if err != nil {
+		// The URL may hold a password: the error names the option, not the value.
+		return fmt.Errorf("the redis store's url does not parse: %w", redactURLError(err, s.URL))
+	}
+	s.client, s.pooled = v.(pooledRedis).UniversalClient, s.URL
+	return nil
+}
+
+// Cleanup releases this user's share of the client.
+func (s *RedisStore) Cleanup() error {
+	if s.pooled == "" {
+		return nil
+	}
+	_, err := redisClients.Delete(s.pooled)
+	s.pooled = ""
+	return err
+}
+
+var redisClients = caddy.NewUsagePool()
+
+type pooledRedis struct{ redis.UniversalClient }
+
+func (p pooledRedis) Destruct() error { return p.Close() }
+
+// newRedisClient reads the URL: master_name makes a Sentinel client, further addr parameters
+// a Cluster client, else a single server. Timeouts default to a second or two, so that a
+// Redis that does not answer fails a request (503) instead of holding it.
+func newRedisClient(raw string) (redis.UniversalClient, error) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return nil, err
+	}
+	q := u.Query()
+	switch {
+	case q.Has("master_name"):
+		o, err := redis.ParseFailoverURL(raw)
+		if err != nil {
+			return nil, err
+		}
+		o.DialTimeout, o.ReadTimeout, o.WriteTimeout = orDefault(o.DialTimeout, 2*time.Second), orDefault(o.ReadTimeout, time.Second), orDefault(o.WriteTimeout, time.Second)
+		return redis.NewFailoverClient(o), nil
+	case q.Has("addr"):
+		o, err := redis.ParseClusterURL(raw)
+		if err != nil {
+			return nil, err
+		}
+		o.DialTimeout, o.ReadTimeout, o.WriteTimeout = orDefault(o.DialTimeout, 2*time.Second), orDefault(o.ReadTimeout, time.Second), orDefault(o.WriteTimeout, time.Second)
+		return redis.NewClusterClient(o), nil
+	}
+	o, err := redis.ParseURL(raw)
+	if err != nil {
+		return nil, err
+	}
+	o.DialTimeout, o.ReadTimeout, o.WriteTimeout = orDefault(o.DialTimeout, 2*time.Second), orDefault(o.ReadTimeout, time.Second), orDefault(o.WriteTimeout, time.Second)
+	return redis.NewClient(o), nil
+}
+
+func orDefault(d, def time.Duration) time.Duration {
+	if d == 0 {
+		return def
+	}
+	return d
+}
+
+// redactURLError keeps a URL's password out of an error's text.
+func redactURLError(err error, raw string) error {
+	msg := err.Error()
+	if u, perr := url.Parse(raw); perr == nil && u.User != nil {
+		if pw, ok := u.User.Password(); ok && pw != "" {
+			msg = strings.ReplaceAll(msg, pw, "xxxxx")
+		}
+	}
+	return errors.New(msg)
+}
+
+func (s *RedisStore) openStore(key string) (store.Store, error) {
+	sum := sha256.Sum256([]byte(key))
+	return &redisStore{c: s.client, prefix: s.Prefix + ":" + base64.RawURLEncoding.EncodeToString(sum[:9]) + ":"}, nil
+}
+
+// UnmarshalCaddyfile reads `store redis URL` or `store redis { url URL; prefix P }`.
+func (s *RedisStore) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // the backend's name
+	if d.NextArg() {
+		s.URL = d.Val()
+		if d.NextArg() {
+			return d.ArgErr()
+		}
+	}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		var err error
+		switch opt := d.Val(); opt {
+		case "url":
+			err = oneArg(d, &s.URL)
+		case "prefix":
+			err = oneArg(d, &s.Prefix)
+		default:
+			return d.Errf("unrecognized redis store option %q", opt)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// redisStore is the Store of one provider and client in Redis.
+type redisStore struct {
+	c      redis.UniversalClient
+	prefix string
+}
+
+func (r *redisStore) name(key string) string {
+	return r.prefix + strings.ReplaceAll(key, "\x00", ":")
+}
+
+// Claim sets the key only if it is new (SET NX), expiring when what it remembers does.
+func (r *redisStore) Claim(ctx context.Context, key string, expires time.Time) (bool, error) {
+	err := r.c.SetArgs(ctx, r.name(key), "1", redis.SetArgs{Mode: "NX", ExpireAt: expires}).Err()
+	switch {
+	case errors.Is(err, redis.Nil):
+		return false, nil
+	case err != nil:
+		return false, err
+	}
+	return true, nil
+}
+
+// unlockScript deletes the lock only while it is still the holder's.
+var unlockScript = redis.NewScript(`if redis.call("get", KEYS[1]) == ARGV[1] then return redis.call("del", KEYS[1]) end return 0`)
+
+// TryLock takes the lock for at most ttl, holding a random token so that only its holder
+// releases it.
+func (r *redisStore) TryLock(ctx context.Context, key string, ttl time.Duration) (func(), bool, error) {
+	token := rand.Text()
+	name := r.name(key)
+	err := r.c.SetArgs(ctx, name, token, redis.SetArgs{Mode: "NX", TTL: ttl}).Err()
+	switch {
+	case errors.Is(err, redis.Nil):
+		return nil, false, nil
+	case err != nil:
+		return nil, false, err
+	}
+	return func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_ = unlockScript.Run(ctx, r.c, []string{name}, token).Err()
+	}, true, nil
+}
+
+// Horizon: Redis remembers every claim for its full time, across restarts and instances.
+func (r *redisStore) Horizon() time.Time { return time.Time{} }
+
+// Interface guards
+var (
+	_ storeBackend          = (*RedisStore)(nil)
+	_ caddy.Provisioner     = (*RedisStore)(nil)
+	_ caddy.CleanerUpper    = (*RedisStore)(nil)
+	_ caddyfile.Unmarshaler = (*RedisStore)(nil)
+	_ store.Store           = (*redisStore)(nil)
+)
