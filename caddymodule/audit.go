@@ -23,6 +23,7 @@ const (
 	evUnsolicitedBounced     = "unsolicited_bounced"
 	evSessionRejected        = "session_rejected"
 	evAccessDenied           = "access_denied" // a session refused by the handler serving a request
+	evSessionRevoked         = "session_revoked"
 )
 
 // auditEntry is who an audit event is about. Tokens, codes, cookies and secrets have no field here.

@@ -90,6 +90,14 @@ func (h *Handler) currentSession(w http.ResponseWriter, r *http.Request) *sessio
 		h.event(evSessionRejected, r, entryFor(s).because("issued for another provider or client"))
 		return nil
 	}
+	if h.store.Revoked(s.ID) {
+		h.jar.ClearAll(w, h.jar.Base)
+		if s.Impersonated {
+			h.event(evImpersonationEnded, r, entryFor(s).because("revoked"))
+		}
+		h.event(evSessionRejected, r, entryFor(s).because("revoked"))
+		return nil
+	}
 	now := h.now()
 	end := func(reason string) *session.Session {
 		h.jar.ClearAll(w, h.jar.Base)

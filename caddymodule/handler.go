@@ -63,6 +63,8 @@ func (h *Handler) endpoint(path string) func(http.ResponseWriter, *http.Request)
 		return h.serveLogout
 	case "userinfo":
 		return h.serveUserinfo
+	case "backchannel-logout":
+		return h.serveBackchannelLogout
 	case "confirm":
 		if h.imp != nil {
 			return h.serveConfirm

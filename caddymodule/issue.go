@@ -9,6 +9,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/relyingparty/caddy-oidc-auth/internal/claims"
 	"github.com/relyingparty/caddy-oidc-auth/internal/session"
+	"github.com/relyingparty/caddy-oidc-auth/internal/store"
 )
 
 // newSession builds the session for a verified identity. It keeps only what later requests
@@ -25,6 +26,7 @@ func (h *Handler) newSession(id *claims.Identity, tok *oauth2.Token, rawIDToken,
 		TokenExpiry:       tok.Expiry,
 		RuleClaims:        h.ruleClaims(id.Claims),
 		Provider:          h.provKey,
+		SID:               id.Claims.Str("sid"),
 		Created:           now,
 		LastSeen:          now,
 		Expires:           now.Add(time.Duration(h.SessionLifetime)),
@@ -72,6 +74,10 @@ func (h *Handler) issueSession(w http.ResponseWriter, r *http.Request, s *sessio
 	h.recordEnded(r, ended)
 	if s.Impersonated {
 		h.stashOwnSession(w, r, cur, s)
+	}
+	// The registry must know a session before the browser has it, or it could not be revoked.
+	if err := h.store.Register(r.Context(), recordOf(s)); err != nil {
+		return loginFailed(errStoreUnavailable, "store unavailable: "+err.Error()).about(entryFor(s)).causedBy(err)
 	}
 	if !h.writeSession(w, r, s) {
 		return loginFailed(errSessionTooLarge, "session too large for cookies").about(entryFor(s))
@@ -130,4 +136,10 @@ func (h *Handler) groupsClaim() string {
 		return h.Allow.GroupsClaim
 	}
 	return "groups"
+}
+
+// recordOf is what the session registry keeps of a session.
+func recordOf(s *session.Session) store.SessionRecord {
+	return store.SessionRecord{ID: s.ID, Subject: s.Subject, SID: s.SID, Impersonated: s.Impersonated,
+		Impersonator: s.ImpersonatorID, Created: s.Created, Expires: s.Expires}
 }

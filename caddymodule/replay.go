@@ -16,6 +16,7 @@ const (
 	keyState       = "state\x00"       // a signed impersonation state, once used
 	keyConfirm     = "confirm\x00"     // a confirmation page's one-time token
 	keyRefresh     = "refresh\x00"     // the lock of one session's refresh
+	keyLogoutToken = "logout\x00"      // a back-channel logout token's jti
 )
 
 // response is what an unsolicited response is remembered by.

@@ -5,9 +5,12 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/url"
+	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -36,6 +39,7 @@ type RedisStore struct {
 
 	client redis.UniversalClient
 	pooled string
+	sites  []string // the sites' stores this module opened, in redisSites
 }
 
 // CaddyModule returns the Caddy module information.
@@ -73,6 +77,10 @@ func (s *RedisStore) Provision(caddy.Context) error {
 
 // Cleanup releases this user's share of the client.
 func (s *RedisStore) Cleanup() error {
+	for _, site := range s.sites {
+		_, _ = redisSites.Delete(site)
+	}
+	s.sites = nil
 	if s.pooled == "" {
 		return nil
 	}
@@ -138,10 +146,22 @@ func redactURLError(err error, raw string) error {
 	return errors.New(msg)
 }
 
+// openStore returns the site's store: one per URL and key in this process, with one
+// subscriber keeping its revocations in memory.
 func (s *RedisStore) openStore(key string) (store.Store, error) {
 	sum := sha256.Sum256([]byte(key))
-	return &redisStore{c: s.client, prefix: s.Prefix + ":" + base64.RawURLEncoding.EncodeToString(sum[:9]) + ":"}, nil
+	prefix := s.Prefix + ":" + base64.RawURLEncoding.EncodeToString(sum[:9]) + ":"
+	v, _, err := redisSites.LoadOrNew(s.URL+"\x00"+prefix, func() (caddy.Destructor, error) {
+		return newRedisStore(s.client, prefix), nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.sites = append(s.sites, s.URL+"\x00"+prefix)
+	return v.(*redisStore), nil
 }
+
+var redisSites = caddy.NewUsagePool()
 
 // UnmarshalCaddyfile reads `store redis URL` or `store redis { url URL; prefix P }`.
 func (s *RedisStore) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
@@ -171,8 +191,28 @@ func (s *RedisStore) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 
 // redisStore is the Store of one provider and client in Redis.
 type redisStore struct {
-	c      redis.UniversalClient
-	prefix string
+	c       redis.UniversalClient
+	prefix  string
+	revoked *store.Revocations
+	sub     *redis.PubSub
+	stop    context.CancelFunc
+	done    chan struct{}
+}
+
+func newRedisStore(c redis.UniversalClient, prefix string) *redisStore {
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &redisStore{c: c, prefix: prefix, revoked: store.NewRevocations(), stop: cancel, done: make(chan struct{})}
+	r.sub = c.Subscribe(ctx, prefix+"revocations")
+	go r.follow(ctx)
+	return r
+}
+
+// Destruct stops the subscriber (closing its connection ends a Receive under way).
+func (r *redisStore) Destruct() error {
+	r.stop()
+	err := r.sub.Close()
+	<-r.done
+	return err
 }
 
 func (r *redisStore) name(key string) string {
@@ -224,3 +264,113 @@ var (
 	_ caddyfile.Unmarshaler = (*RedisStore)(nil)
 	_ store.Store           = (*redisStore)(nil)
 )
+
+// The session registry in Redis: each session's record under sess:ID (JSON, expiring with it),
+// indexed by expiry in the sorted set sessions; a revocation under revoked:ID (its value the
+// session's expiry), announced on the channel revocations.
+
+func (r *redisStore) Register(ctx context.Context, rec store.SessionRecord) error {
+	b, err := json.Marshal(rec)
+	if err != nil {
+		return err
+	}
+	_, err = r.c.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.SetArgs(ctx, r.prefix+"sess:"+rec.ID, b, redis.SetArgs{ExpireAt: rec.Expires})
+		p.ZAdd(ctx, r.prefix+"sessions", redis.Z{Score: float64(rec.Expires.Unix()), Member: rec.ID})
+		p.ZRemRangeByScore(ctx, r.prefix+"sessions", "-inf", strconv.FormatInt(time.Now().Unix(), 10))
+		return nil
+	})
+	return err
+}
+
+func (r *redisStore) Sessions(ctx context.Context, f store.Filter) ([]store.SessionRecord, error) {
+	ids, err := r.c.ZRangeByScore(ctx, r.prefix+"sessions", &redis.ZRangeBy{
+		Min: strconv.FormatInt(time.Now().Unix()+1, 10), Max: "+inf"}).Result()
+	if err != nil || len(ids) == 0 {
+		return nil, err
+	}
+	keys := make([]string, len(ids))
+	for i, id := range ids {
+		keys[i] = r.prefix + "sess:" + id
+	}
+	vals, err := r.c.MGet(ctx, keys...).Result()
+	if err != nil {
+		return nil, err
+	}
+	var out []store.SessionRecord
+	for _, v := range vals {
+		var rec store.SessionRecord
+		if s, ok := v.(string); ok && json.Unmarshal([]byte(s), &rec) == nil && !r.revoked.Has(rec.ID) && f.Match(rec) {
+			out = append(out, rec)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Created.Before(out[j].Created) })
+	return out, nil
+}
+
+func (r *redisStore) Revoke(ctx context.Context, recs []store.SessionRecord) error {
+	if len(recs) == 0 {
+		return nil
+	}
+	_, err := r.c.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		for _, rec := range recs {
+			until := strconv.FormatInt(rec.Expires.Unix(), 10)
+			p.SetArgs(ctx, r.prefix+"revoked:"+rec.ID, until, redis.SetArgs{ExpireAt: rec.Expires})
+			p.Publish(ctx, r.prefix+"revocations", rec.ID+" "+until)
+		}
+		return nil
+	})
+	if err == nil {
+		r.revoked.Add(recs, time.Now())
+	}
+	return err
+}
+
+func (r *redisStore) Revoked(id string) bool { return r.revoked.Has(id) }
+
+// follow keeps the in-memory revocations in step with Redis: each revocation announced on the
+// channel, and after every (re)subscription everything revoked so far, since announcements
+// made while the connection was down were lost.
+func (r *redisStore) follow(ctx context.Context) {
+	defer close(r.done)
+	for {
+		msg, err := r.sub.Receive(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		switch m := msg.(type) {
+		case *redis.Subscription:
+			r.resync(ctx)
+		case *redis.Message:
+			id, until, _ := strings.Cut(m.Payload, " ")
+			if secs, err := strconv.ParseInt(until, 10, 64); err == nil {
+				r.revoked.Add([]store.SessionRecord{{ID: id, Expires: time.Unix(secs, 0)}}, time.Now())
+			}
+		}
+		if err != nil {
+			// go-redis reconnects by itself; wait a little so a Redis that is down is not
+			// asked in a tight loop.
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(200 * time.Millisecond):
+			}
+		}
+	}
+}
+
+// resync loads every revocation Redis holds for the site.
+func (r *redisStore) resync(ctx context.Context) {
+	var recs []store.SessionRecord
+	iter := r.c.Scan(ctx, 0, r.prefix+"revoked:*", 500).Iterator()
+	for iter.Next(ctx) {
+		key := iter.Val()
+		until, err := r.c.Get(ctx, key).Int64()
+		if err == nil {
+			recs = append(recs, store.SessionRecord{ID: strings.TrimPrefix(key, r.prefix+"revoked:"), Expires: time.Unix(until, 0)})
+		}
+	}
+	if iter.Err() == nil {
+		r.revoked.Add(recs, time.Now())
+	}
+}

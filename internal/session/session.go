@@ -24,6 +24,8 @@ type Session struct {
 	// Provider names the provider and client that issued the session: only handlers
 	// configured for them accept it.
 	Provider string
+	// SID is the provider's session (the ID token's sid), for Back-Channel Logout.
+	SID string
 
 	Impersonated      bool
 	ImpersonatorID    string
@@ -97,7 +99,8 @@ func (s *Session) Marshal() []byte {
 		b = AppendString(b, c.Value)
 	}
 	b = AppendString(b, s.RuleClaims)
-	return AppendString(b, s.Provider)
+	b = AppendString(b, s.Provider)
+	return AppendString(b, s.SID)
 }
 
 // Unmarshal decodes the binary form, refusing anything malformed.
@@ -131,6 +134,7 @@ func (s *Session) Unmarshal(b []byte) error {
 	}
 	s.RuleClaims = d.Text()
 	s.Provider = d.Text()
+	s.SID = d.Text()
 	if d.err || d.s != "" || s.ID == "" || s.Subject == "" {
 		return errSessionMalformed
 	}

@@ -33,6 +33,7 @@ func fullSession() *Session {
 		LastSeen:                  time.Unix(1893457000, 0),
 		RuleClaims:                `{"roles":["staff"]}`,
 		Provider:                  "op-and-client",
+		SID:                       "op-session-1",
 	}
 }
 
@@ -98,10 +99,10 @@ func TestSessionUnmarshalRefusesGarbage(t *testing.T) {
 	withoutID := (&Session{Subject: "s"}).Marshal()
 	withoutSubject := (&Session{ID: "i"}).Marshal()
 	// A minimal session whose group count claims far more entries than there are bytes (it
-	// ends with the group count, the claim count and two empty strings).
+	// ends with the group count, the claim count and three empty strings).
 	hugeGroups := (&Session{ID: "i", Subject: "s"}).Marshal()
-	hugeGroups = append(hugeGroups[:len(hugeGroups)-4], maxUvarint...)
-	hugeGroups = append(hugeGroups, 0, 0, 0)
+	hugeGroups = append(hugeGroups[:len(hugeGroups)-5], maxUvarint...)
+	hugeGroups = append(hugeGroups, 0, 0, 0, 0)
 	for _, tc := range []struct {
 		name string
 		b    []byte

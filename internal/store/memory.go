@@ -23,6 +23,15 @@ type Store interface {
 	// store (a process restarted, an in-memory store). The zero time means the store
 	// remembers every claim for its full time (a shared, persistent store).
 	Horizon() time.Time
+	// Register records a session when it is issued, for listing and revocation.
+	Register(ctx context.Context, rec SessionRecord) error
+	// Sessions lists the live sessions f selects.
+	Sessions(ctx context.Context, f Filter) ([]SessionRecord, error)
+	// Revoke ends the sessions everywhere the store reaches, until they would have expired.
+	Revoke(ctx context.Context, recs []SessionRecord) error
+	// Revoked reports whether a session was revoked: from memory, without any I/O, so that
+	// the authenticated path can ask on every request.
+	Revoked(id string) bool
 }
 
 // Memory is the in-process Store: sharded maps with expiry, bounded in size.
@@ -34,6 +43,8 @@ type Memory struct {
 	now   func() time.Time
 	// created is when the store began; nothing claimed before it is remembered.
 	created time.Time
+	// the session registry and its revocations (registry.go)
+	reg registry
 }
 
 type memoryShard struct {
@@ -50,7 +61,7 @@ func NewMemory(now func() time.Time) *Memory {
 	if now == nil {
 		now = time.Now
 	}
-	s := &Memory{seed: maphash.MakeSeed(), now: now, created: now()}
+	s := &Memory{seed: maphash.MakeSeed(), now: now, created: now(), reg: newRegistry()}
 	for i := range s.shards {
 		s.shards[i].entries = make(map[string]time.Time)
 		s.locks[i].entries = make(map[string]time.Time)
