@@ -93,6 +93,8 @@ func (a *AdminAPI) revoke(r *http.Request, id string, f store.Filter) (int, erro
 		if err := s.Revoke(r.Context(), recs); err != nil {
 			return err
 		}
+		active := caddy.ActiveContext()
+		newMetrics(active.GetMetricsRegistry()).countRevoked("admin_api", len(recs))
 		for _, rec := range recs {
 			n++
 			if ce := a.audit.Check(zapcore.InfoLevel, evSessionRevoked); ce != nil {

@@ -63,6 +63,7 @@ func entryForIdentity(id *claims.Identity) auditEntry {
 
 // event writes one audit event. The time is the logger's own timestamp.
 func (h *Handler) event(name string, r *http.Request, e auditEntry) {
+	h.metrics.observeEvent(name, e.Reason)
 	ce := h.audit.Check(zapcore.InfoLevel, name)
 	if ce == nil {
 		return

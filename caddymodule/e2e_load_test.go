@@ -299,7 +299,7 @@ func TestLoad200Users(t *testing.T) {
 
 	// The store remembers each login's attempt and nothing per request; no refresh lock is
 	// left taken. The limiters remember no client: nothing failed.
-	claims, locks, storeShardMax := memoryStoreSize(t, h.handler.store)
+	claims, locks, storeShardMax := memoryStoreSize(t, unwrapStore(h.handler.store))
 	unsolicited, unsolicitedShardMax := limiterSize(h.handler.unsolicitedLimit)
 	failures, failureShardMax := limiterSize(h.handler.failureLimit)
 	t.Logf("store: %d claims, %d locks, largest shard %d (bound %d); limiters: %d and %d clients, largest shards %d and %d (bound %d)",

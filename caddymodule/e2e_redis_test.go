@@ -171,6 +171,9 @@ func TestRedisDownFailsClosedAndCookieSessionsGoOn(t *testing.T) {
 		t.Fatalf("an impersonation needing the store while Redis is down: %d, want 503", res.status)
 	}
 	h.impAudit(evImpersonationDenied, map[string]string{"reason": "store unavailable"})
+	if n := metricValue(t, "caddy_oidc_auth_store_errors_total", map[string]string{"op": "claim"}); n < 1 {
+		t.Errorf("store_errors_total{op=claim} = %v", n)
+	}
 	if _, err := net.DialTimeout("tcp", strings.TrimSuffix(strings.TrimPrefix(addr, "redis://"), "/0"), time.Second); err == nil {
 		t.Error("Redis still answers")
 	}

@@ -81,6 +81,9 @@ func TestAdminAPIListsAndRevokesSessions(t *testing.T) {
 	if res := bob.api(http.MethodGet, "/"); res.status != http.StatusUnauthorized {
 		t.Errorf("bob after the revocation: %d", res.status)
 	}
+	if n := metricValue(t, "caddy_oidc_auth_sessions_revoked_total", map[string]string{"via": "admin_api"}); n != 2 {
+		t.Errorf("sessions_revoked_total{via=admin_api} = %v, want 2", n)
+	}
 	for _, tc := range []struct {
 		method, target string
 		want           int
@@ -118,6 +121,9 @@ func TestBackchannelLogoutEndsTheProvidersSessions(t *testing.T) {
 		t.Errorf("alice after the provider's logout: %d", res.status)
 	}
 	h.impAudit(evSessionRevoked, map[string]string{"subject": "auth0|alice", "reason": "back-channel logout"})
+	if n := metricValue(t, "caddy_oidc_auth_sessions_revoked_total", map[string]string{"via": "backchannel"}); n < 1 {
+		t.Errorf("sessions_revoked_total{via=backchannel} = %v", n)
+	}
 	if res := bob.api(http.MethodGet, "/"); res.status != http.StatusOK {
 		t.Errorf("bob's session went too: %d", res.status)
 	}

@@ -222,7 +222,7 @@ func (h *harness) inject() {
 	h.audit = logs
 	for _, p := range provisionedHandlers(h.t) {
 		p.now = h.clock.Now
-		if ms, ok := p.store.(*store.Memory); ok {
+		if ms, ok := unwrapStore(p.store).(*store.Memory); ok {
 			ms.SetClock(h.clock.Now)
 		}
 		p.audit = zap.New(core).Named("http.handlers.oidc_auth.audit")

@@ -94,6 +94,7 @@ type Handler struct {
 	needs        policy.Needs
 	provKey      string // the provider and client sessions must belong to
 	decisions    *decisionCache
+	metrics      *metrics
 	store        store.Store
 	ownStore     *MemoryStore // the default store, when no store module is configured
 	choices      []*Handler   // with several providers: one handler each (chooser.go)
@@ -210,11 +211,14 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		h.needs = policy.Union(h.needs, h.imp.Needs())
 	}
 	h.decisions = newDecisionCache()
+	h.metrics = newMetrics(ctx.GetMetricsRegistry())
 	if err := h.provisionStore(ctx); err != nil {
 		return err
 	}
+	h.store = meteredStore{h.store, h.metrics}
 	h.provider = newProvider(ctx, providerConfig{issuer: h.Issuer, clientID: h.ClientID, clientSecret: h.ClientSecret,
-		audience: h.Audience, scopes: h.Scopes, clientAuth: clientAuths[h.ClientAuthMethod], now: clock, logger: h.logger})
+		audience: h.Audience, scopes: h.Scopes, clientAuth: clientAuths[h.ClientAuthMethod], now: clock, logger: h.logger,
+		metrics: h.metrics})
 	h.unsolicitedLimit, h.failureLimit = newCallbackLimiter(), newCallbackLimiter()
 	return nil
 }

@@ -66,6 +66,7 @@ type providerConfig struct {
 	scopes                         []string
 	clientAuth                     clientAuth
 	timeout                        time.Duration // bounds every call; 0 = providerTimeout
+	metrics                        *metrics
 	now                            func() time.Time
 	logger                         *zap.Logger
 }
@@ -75,9 +76,11 @@ func newProvider(ctx context.Context, cfg providerConfig) *provider {
 		cfg.timeout = providerTimeout
 	}
 	// A transport of its own: closing its idle connections at Cleanup touches no one else's.
-	transport := http.DefaultTransport.(*http.Transport).Clone()
-	client := &http.Client{Timeout: cfg.timeout, Transport: transport}
-	return &provider{cfg: cfg, ctx: oidc.ClientContext(ctx, client), client: client}
+	p := &provider{cfg: cfg}
+	transport := &timedTransport{next: http.DefaultTransport.(*http.Transport).Clone(), m: cfg.metrics, endpoint: p.endpointOf}
+	p.client = &http.Client{Timeout: cfg.timeout, Transport: transport}
+	p.ctx = oidc.ClientContext(ctx, p.client)
+	return p
 }
 
 // get returns the discovered provider, discovering it first when needed. Concurrent
@@ -227,4 +230,24 @@ func (a clientAuth) style(methods []string) oauth2.AuthStyle {
 		return oauth2.AuthStyleInParams
 	}
 	return oauth2.AuthStyleInHeader
+}
+
+// endpointOf names the provider endpoint a request goes to, for the metrics.
+func (p *provider) endpointOf(r *http.Request) string {
+	u := r.URL.String()
+	if strings.HasSuffix(r.URL.Path, "/.well-known/openid-configuration") {
+		return "discovery"
+	}
+	if d := p.cur.Load(); d != nil {
+		switch u {
+		case d.endpoint.TokenURL:
+			return "token"
+		case d.userinfoURL:
+			return "userinfo"
+		}
+	}
+	if path := strings.ToLower(r.URL.Path); strings.Contains(path, "jwks") || strings.HasSuffix(path, "/keys") || strings.HasSuffix(path, "/certs") {
+		return "jwks"
+	}
+	return "other"
 }

@@ -98,7 +98,7 @@ func TestAConfiguredMemoryStoreIsSharedLikeTheDefault(t *testing.T) {
 	if configured.ownStore != nil || def.ownStore == nil {
 		t.Fatalf("a configured store module was not loaded, or the default was not used")
 	}
-	if configured.store != def.store {
+	if unwrapStore(configured.store) != unwrapStore(def.store) {
 		t.Errorf("the memory module and the default hold different stores for one issuer and client")
 	}
 }

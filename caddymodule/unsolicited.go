@@ -15,8 +15,19 @@ import (
 // browser: an IdP-initiated sign-in such as Auth0's "Sign in as User". It is trusted only with
 // an impersonation block, only for an impersonated identity, and only under its policy;
 // anything else is bounced into a fresh ordinary login.
-func (h *Handler) completeUnsolicited(w http.ResponseWriter, r *http.Request, params url.Values) error {
+func (h *Handler) completeUnsolicited(w http.ResponseWriter, r *http.Request, params url.Values) (err error) {
+	bounced := false
+	defer func() {
+		switch {
+		case bounced: // counted by bounce
+		case err != nil:
+			h.metrics.countUnsolicited("refused")
+		default:
+			h.metrics.countUnsolicited("accepted")
+		}
+	}()
 	if h.imp == nil {
+		bounced = true
 		h.bounce(w, r, auditEntry{Reason: "unsolicited response and impersonation is not enabled"}, "/")
 		return nil
 	}
@@ -71,6 +82,7 @@ func (h *Handler) completeUnsolicited(w http.ResponseWriter, r *http.Request, pa
 		return asDenial(err, nil, who)
 	}
 	if id.Imp == nil {
+		bounced = true
 		h.bounce(w, r, entryForIdentity(id).because("unsolicited response for an identity that is not impersonated"), h.imp.landing)
 		return nil
 	}
@@ -164,6 +176,7 @@ func (h *Handler) checkUnsolicitedState(state string, now time.Time) string {
 // login to landing (the OpenID Connect answer to an IdP-initiated response). Its state is our
 // own, so a browser without cookies ends on the "could not be completed" page, not in a loop.
 func (h *Handler) bounce(w http.ResponseWriter, r *http.Request, e auditEntry, landing string) {
+	h.metrics.countUnsolicited("bounced")
 	h.event(evUnsolicitedBounced, r, e)
 	if r.Method == http.MethodPost {
 		// The redirects that answer a form post are bound by the posting page's form-action
