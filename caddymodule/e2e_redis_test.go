@@ -7,12 +7,15 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+
+	"github.com/relyingparty/caddy-oidc-auth/internal/store"
 )
 
 // The Redis store, against a real redis-server (Debian's redis-server; the tests start their
@@ -20,7 +23,7 @@ import (
 
 // startRedis runs a redis-server until the test ends and returns its URL and a func that
 // stops it (for outage tests).
-func startRedis(t *testing.T) (string, func()) {
+func startRedis(t testing.TB) (string, func()) {
 	t.Helper()
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
@@ -176,5 +179,38 @@ func TestRedisDownFailsClosedAndCookieSessionsGoOn(t *testing.T) {
 	}
 	if _, err := net.DialTimeout("tcp", strings.TrimSuffix(strings.TrimPrefix(addr, "redis://"), "/0"), time.Second); err == nil {
 		t.Error("Redis still answers")
+	}
+}
+
+// BenchmarkStores measures what a login or an unsolicited response pays for the store (a
+// claim: one round trip to Redis), and what the authenticated path pays (the in-memory
+// revocation set, whichever the store).
+func BenchmarkStores(b *testing.B) {
+	ctx := context.Background()
+	url, _ := startRedis(b)
+	rs := &RedisStore{URL: url, Prefix: "bench"}
+	if err := rs.Provision(caddy.Context{}); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = rs.Cleanup() })
+	redisStore, _ := rs.openStore("bench")
+	stores := map[string]store.Store{"memory": store.NewMemory(nil), "redis": redisStore}
+	for name, s := range stores {
+		b.Run(name+"/claim", func(b *testing.B) {
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				i++
+				if _, err := s.Claim(ctx, "code\x00"+strconv.Itoa(i), time.Now().Add(time.Millisecond)); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		b.Run(name+"/revoked", func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				_ = s.Revoked("k3J9xQ2mN8pL5vR1tY7wZa")
+			}
+		})
 	}
 }

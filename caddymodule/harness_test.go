@@ -262,7 +262,7 @@ func provisionedHandlers(t *testing.T) []*Handler {
 	return found
 }
 
-func freePort(t *testing.T) string {
+func freePort(t testing.TB) string {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
