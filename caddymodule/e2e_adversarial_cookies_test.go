@@ -71,6 +71,15 @@ func advFlip(v string) string {
 }
 
 func TestAdversarialSessionCookies(t *testing.T) {
+	// sealedUnderOld is alice's session sealed under advOldSecret.
+	sealedUnderOld := func(h *harness, base string) string {
+		old, err := session.NewSealer([]string{advOldSecret})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := advAlice(h)
+		return base + "=" + old.Seal(session.PurposeSession, s.Marshal(), s.Expires)
+	}
 	rejected := func(reason string) advWant {
 		return advWant{status: http.StatusUnauthorized, events: evSessionRejected, reason: reason}
 	}
@@ -121,24 +130,10 @@ func TestAdversarialSessionCookies(t *testing.T) {
 			},
 			want: rejected("does not open")},
 		{name: "sealed under a retired secret",
-			cookie: func(h *harness, base string) string {
-				old, err := session.NewSealer([]string{advOldSecret})
-				if err != nil {
-					t.Fatal(err)
-				}
-				s := advAlice(h)
-				return base + "=" + old.Seal(session.PurposeSession, s.Marshal(), s.Expires)
-			},
+			cookie: sealedUnderOld,
 			want: rejected("does not open")},
 		{name: "sealed under the previous secret, still configured (control)", site: rotated,
-			cookie: func(h *harness, base string) string {
-				old, err := session.NewSealer([]string{advOldSecret})
-				if err != nil {
-					t.Fatal(err)
-				}
-				s := advAlice(h)
-				return base + "=" + old.Seal(session.PurposeSession, s.Marshal(), s.Expires)
-			},
+			cookie: sealedUnderOld,
 			want: passes},
 		{name: "a session issued for another provider or client of the site",
 			cookie: func(h *harness, base string) string {
