@@ -131,10 +131,10 @@ func TestAdversarialSessionCookies(t *testing.T) {
 			want: rejected("does not open")},
 		{name: "sealed under a retired secret",
 			cookie: sealedUnderOld,
-			want: rejected("does not open")},
+			want:   rejected("does not open")},
 		{name: "sealed under the previous secret, still configured (control)", site: rotated,
 			cookie: sealedUnderOld,
-			want: passes},
+			want:   passes},
 		{name: "a session issued for another provider or client of the site",
 			cookie: func(h *harness, base string) string {
 				s := advAlice(h)
