@@ -28,6 +28,12 @@ func (h *Handler) readSealedSession(r *http.Request, name string, purpose sessio
 		return nil, "", nil
 	}
 	now := h.now()
+	if h.ServerSideSessions && name == h.jar.Base {
+		var why string
+		if v, why = h.fromTicket(r.Context(), v, now); why != "" {
+			return nil, why, nil
+		}
+	}
 	plain, err := h.sealer.Open(purpose, v, now)
 	if err != nil {
 		if errors.Is(err, session.ErrExpired) {
@@ -133,8 +139,8 @@ func (h *Handler) currentSession(w http.ResponseWriter, r *http.Request) *sessio
 	if dirty {
 		// The response now carries a session cookie: no shared cache may keep it.
 		w.Header().Set("Cache-Control", "private")
-		if !h.writeSession(w, r, s) {
-			return end("session too large for cookies")
+		if err := h.writeSession(w, r, s); err != nil {
+			return end(err.Error())
 		}
 	}
 	return s

@@ -52,6 +52,8 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			err = durationArg(d, &h.SessionIdle)
 		case "refresh":
 			err = onOff(d, &h.Refresh)
+		case "server_side_sessions":
+			err = onOff(d, &h.ServerSideSessions)
 		case "unauthenticated":
 			err = oneArg(d, &h.Unauthenticated)
 		case "cookie":

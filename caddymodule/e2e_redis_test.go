@@ -3,8 +3,10 @@ package caddymodule
 import (
 	"bufio"
 	"context"
+	"fmt"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"strconv"
@@ -15,6 +17,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 
+	"github.com/relyingparty/caddy-oidc-auth/internal/devidp"
 	"github.com/relyingparty/caddy-oidc-auth/internal/store"
 )
 
@@ -213,4 +216,52 @@ func BenchmarkStores(b *testing.B) {
 			}
 		})
 	}
+}
+
+func TestRedisServerSideSessionsCarryLargeTokenSets(t *testing.T) {
+	addr, _ := startRedis(t)
+	bigAlice := func(c *devidp.Config) {
+		users := devidp.DemoUsers()
+		for i := range 700 {
+			users[0].Groups = append(users[0].Groups, fmt.Sprintf("department-%04d-all-staff", i))
+		}
+		c.Users = users
+	}
+	t.Run("in a cookie, such a session does not fit", func(t *testing.T) {
+		h := newHarness(t, nil, bigAlice)
+		if res := h.browse("/"); res.status != http.StatusBadGateway {
+			t.Fatalf("%d, want 502 session too large", res.status)
+		}
+	})
+	cfg := withRedis(addr, func(c *Handler) { c.ServerSideSessions = true })
+	h := newHarness(t, cfg, bigAlice)
+	e := h.login("alice")
+	if n := len(strings.Split(e.Headers.Get("X-Forwarded-Groups"), ",")); n != 701 {
+		t.Fatalf("the application got %d groups", n)
+	}
+	site, _ := url.Parse(h.siteURL)
+	var cookieBytes int
+	for _, c := range h.client.Jar.Cookies(site) {
+		cookieBytes += len(c.Name) + len(c.Value)
+	}
+	if cookieBytes > 400 {
+		t.Errorf("the browser carries %d bytes of cookies for a 20 KB session", cookieBytes)
+	}
+	// Another instance (a restart: an empty local cache) reads the session from Redis.
+	_ = caddy.Stop()
+	h.loadSite(cfg)
+	h.client.CloseIdleConnections()
+	if e, ok := h.browse("/again").echo(); !ok || e.Headers.Get("X-Forwarded-User") != "auth0|alice" {
+		t.Fatalf("the session on another instance: %v", e.Headers)
+	}
+	// Signing out removes it from Redis: a copy of the cookie is worth nothing.
+	copied := h.client.Jar.Cookies(site)
+	if resp := h.ownPost("/oauth2/logout"); resp.StatusCode != http.StatusFound {
+		t.Fatalf("signing out: %d", resp.StatusCode)
+	}
+	h.client.Jar.SetCookies(site, copied)
+	if res := h.api(http.MethodGet, "/"); res.status != http.StatusUnauthorized {
+		t.Errorf("a copied ticket after sign-out: %d", res.status)
+	}
+	h.impAudit(evSessionRejected, map[string]string{"reason": "server-side session gone"})
 }

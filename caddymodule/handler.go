@@ -121,6 +121,9 @@ func (h *Handler) serveLogout(w http.ResponseWriter, r *http.Request) error {
 		h.jar.Clear(w, c[0])
 	}
 	idToken := ""
+	if s != nil && h.ServerSideSessions {
+		h.forgetServerSide(r.Context(), s.ID)
+	}
 	if s != nil {
 		if s.Impersonated {
 			h.event(evImpersonationEnded, r, entryFor(s).because("signed out"))

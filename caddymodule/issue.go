@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"errors"
 	"net/http"
 	"time"
 
@@ -79,8 +80,10 @@ func (h *Handler) issueSession(w http.ResponseWriter, r *http.Request, s *sessio
 	if err := h.store.Register(r.Context(), recordOf(s)); err != nil {
 		return loginFailed(errStoreUnavailable, "store unavailable: "+err.Error()).about(entryFor(s)).causedBy(err)
 	}
-	if !h.writeSession(w, r, s) {
+	if err := h.writeSession(w, r, s); errors.Is(err, errTooLarge) {
 		return loginFailed(errSessionTooLarge, "session too large for cookies").about(entryFor(s))
+	} else if err != nil {
+		return loginFailed(errStoreUnavailable, "store unavailable: "+err.Error()).about(entryFor(s)).causedBy(err)
 	}
 	if cur != nil && cur.Impersonated {
 		h.event(evImpersonationEnded, r, entryFor(cur).because("replaced by a new sign-in"))
@@ -94,11 +97,18 @@ func (h *Handler) issueSession(w http.ResponseWriter, r *http.Request, s *sessio
 	return nil
 }
 
-// writeSession seals s into the session cookie(s), valid until s.Expires. It reports false,
-// writing nothing, when the session is too large for the cookies a browser keeps.
-func (h *Handler) writeSession(w http.ResponseWriter, r *http.Request, s *session.Session) bool {
+// writeSession seals s into the session cookie(s), valid until s.Expires, or, with
+// server-side sessions, into the store with its ticket as the cookie. errTooLarge, with
+// nothing written, when the session is too large for the cookies a browser keeps.
+func (h *Handler) writeSession(w http.ResponseWriter, r *http.Request, s *session.Session) error {
+	if h.ServerSideSessions {
+		return h.writeServerSide(w, r, s)
+	}
 	sealed, until := h.sealSession(session.PurposeSession, s)
-	return len(sealed) <= cookieBudget(r) && h.jar.SetChunked(w, r, h.jar.Base, sealed, until)
+	if len(sealed) > cookieBudget(r) || !h.jar.SetChunked(w, r, h.jar.Base, sealed, until) {
+		return errTooLarge
+	}
+	return nil
 }
 
 // cookieBudget is the most a sealed session may take: what lets the session and a stashed one

@@ -167,3 +167,16 @@ func unwrapStore(s store.Store) store.Store {
 	}
 	return s
 }
+
+func (s meteredStore) PutSession(ctx context.Context, id string, data []byte, expires time.Time) error {
+	return s.fail("put_session", s.Store.PutSession(ctx, id, data, expires))
+}
+
+func (s meteredStore) GetSession(ctx context.Context, id string) ([]byte, error) {
+	b, err := s.Store.GetSession(ctx, id)
+	return b, s.fail("get_session", err)
+}
+
+func (s meteredStore) DeleteSession(ctx context.Context, id string) error {
+	return s.fail("delete_session", s.Store.DeleteSession(ctx, id))
+}

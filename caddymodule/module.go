@@ -73,6 +73,10 @@ type Handler struct {
 	// Further claims kept in the session for the {http.auth.user.claims.NAME} placeholders,
 	// besides those the headers name. Default: none.
 	SessionClaims []string `json:"session_claims,omitempty"`
+	// Keep sessions in the store: the cookie carries only a sealed ticket, so a session's size
+	// does not depend on its tokens. Every instance reads them from the store (Redis, for
+	// several), through a short local cache. Default: false (sessions live in their cookie).
+	ServerSideSessions bool `json:"server_side_sessions,omitempty"`
 	// Where what several instances must share lives (the replay cache, one-time tokens, the
 	// one-refresh-at-a-time lock): a module of the http.handlers.oidc_auth.stores namespace,
 	// named by "backend". Default: memory (this process only, kept across config reloads).
@@ -95,6 +99,7 @@ type Handler struct {
 	provKey      string // the provider and client sessions must belong to
 	decisions    *decisionCache
 	metrics      *metrics
+	tickets      *ticketCache // server-side sessions recently read
 	store        store.Store
 	ownStore     *MemoryStore // the default store, when no store module is configured
 	choices      []*Handler   // with several providers: one handler each (chooser.go)
@@ -211,6 +216,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		h.needs = policy.Union(h.needs, h.imp.Needs())
 	}
 	h.decisions = newDecisionCache()
+	h.tickets = newTicketCache()
 	h.metrics = newMetrics(ctx.GetMetricsRegistry())
 	if err := h.provisionStore(ctx); err != nil {
 		return err

@@ -42,7 +42,7 @@ func (h *Handler) serveImpersonationEnd(w http.ResponseWriter, r *http.Request) 
 	// Only the impersonator's own session comes back, whatever cookie sits in the stash.
 	if own, _, _ := h.readSealedSession(r, h.jar.StashName(), session.PurposeStash); ownSessionOf(own, s) {
 		own.LastSeen = h.now()
-		h.writeSession(w, r, own)
+		_ = h.writeSession(w, r, own)
 	}
 	h.jar.ClearChunked(w, r, h.jar.StashName())
 	http.Redirect(w, r, rd, http.StatusSeeOther)

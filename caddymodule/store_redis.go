@@ -374,3 +374,21 @@ func (r *redisStore) resync(ctx context.Context) {
 		r.revoked.Add(recs, time.Now())
 	}
 }
+
+// Server-side sessions: each session's sealed data under data:ID, expiring with it.
+
+func (r *redisStore) PutSession(ctx context.Context, id string, data []byte, expires time.Time) error {
+	return r.c.SetArgs(ctx, r.prefix+"data:"+id, data, redis.SetArgs{ExpireAt: expires}).Err()
+}
+
+func (r *redisStore) GetSession(ctx context.Context, id string) ([]byte, error) {
+	b, err := r.c.Get(ctx, r.prefix+"data:"+id).Bytes()
+	if errors.Is(err, redis.Nil) {
+		return nil, nil
+	}
+	return b, err
+}
+
+func (r *redisStore) DeleteSession(ctx context.Context, id string) error {
+	return r.c.Del(ctx, r.prefix+"data:"+id).Err()
+}

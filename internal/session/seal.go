@@ -37,6 +37,7 @@ const (
 	PurposeStash   Purpose = "stash"   // an impersonator's own session, kept aside
 	PurposeAttempt Purpose = "attempt" // a login attempt's cookie
 	PurposeConfirm Purpose = "confirm" // an impersonated session awaiting confirmation
+	PurposeTicket  Purpose = "ticket"  // a server-side session's cookie: its ID
 )
 
 var (

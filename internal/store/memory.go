@@ -32,6 +32,12 @@ type Store interface {
 	// Revoked reports whether a session was revoked: from memory, without any I/O, so that
 	// the authenticated path can ask on every request.
 	Revoked(id string) bool
+	// PutSession keeps a server-side session's (sealed) data until expires.
+	PutSession(ctx context.Context, id string, data []byte, expires time.Time) error
+	// GetSession returns a server-side session's data; nil, without error, when there is none.
+	GetSession(ctx context.Context, id string) ([]byte, error)
+	// DeleteSession forgets a server-side session.
+	DeleteSession(ctx context.Context, id string) error
 }
 
 // Memory is the in-process Store: sharded maps with expiry, bounded in size.

@@ -74,15 +74,59 @@ func (v *Revocations) Has(id string) bool {
 	return ok
 }
 
-// registry is the in-process session registry.
+// registry is the in-process session registry, and the data of server-side sessions.
 type registry struct {
 	mu      sync.RWMutex
 	records map[string]SessionRecord
 	revoked *Revocations
+	data    map[string]sessionData
+}
+
+type sessionData struct {
+	b       []byte
+	expires time.Time
 }
 
 func newRegistry() registry {
-	return registry{records: map[string]SessionRecord{}, revoked: NewRevocations()}
+	return registry{records: map[string]SessionRecord{}, revoked: NewRevocations(), data: map[string]sessionData{}}
+}
+
+// PutSession implements Store.
+func (s *Memory) PutSession(_ context.Context, id string, data []byte, expires time.Time) error {
+	r, now := &s.reg, s.now()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, ok := r.data[id]; !ok && len(r.data) >= maxRecords {
+		for k, d := range r.data {
+			if !now.Before(d.expires) {
+				delete(r.data, k)
+			}
+		}
+		if len(r.data) >= maxRecords {
+			return ErrRegistryFull
+		}
+	}
+	r.data[id] = sessionData{b: append([]byte(nil), data...), expires: expires}
+	return nil
+}
+
+// GetSession implements Store.
+func (s *Memory) GetSession(_ context.Context, id string) ([]byte, error) {
+	s.reg.mu.RLock()
+	d, ok := s.reg.data[id]
+	s.reg.mu.RUnlock()
+	if !ok || !s.now().Before(d.expires) {
+		return nil, nil
+	}
+	return d.b, nil
+}
+
+// DeleteSession implements Store.
+func (s *Memory) DeleteSession(_ context.Context, id string) error {
+	s.reg.mu.Lock()
+	delete(s.reg.data, id)
+	s.reg.mu.Unlock()
+	return nil
 }
 
 func (r *registry) register(rec SessionRecord, now time.Time) error {
