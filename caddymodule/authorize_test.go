@@ -66,3 +66,12 @@ func BenchmarkAuthorizedRequest(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkServerSideSession is the authenticated path with server-side sessions, the
+// session in the local cache after the first request: a ticket to open instead of a session.
+func BenchmarkServerSideSession(b *testing.B) {
+	h := hotPathHandler(b)
+	h.ServerSideSessions = true
+	h.tickets = newTicketCache()
+	benchServeHTTP(b, h, "")
+}

@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"context"
 	"net/http"
 	"net/http/httptest"
 	"reflect"
@@ -343,6 +344,14 @@ func hotPathSession(h *Handler) (*session.Session, string) {
 		EmailVerified: true, Name: "Alice Example", PreferredUsername: "alice", Groups: []string{"staff", "engineering"},
 		Claims: []session.Claim{{Name: "department", Value: "engineering"}}, Created: unitNow.Add(-time.Hour),
 		LastSeen: unitNow.Add(-time.Minute), Expires: unitNow.Add(11 * time.Hour),
+	}
+	if h.ServerSideSessions {
+		s.Provider = h.provKey
+		sealed, until := h.sealSession(session.PurposeSession, s)
+		if err := h.store.PutSession(context.Background(), s.ID, []byte(sealed), until); err != nil {
+			panic(err)
+		}
+		return s, h.jar.Base + "=" + h.sealer.Seal(session.PurposeTicket, []byte(s.ID), until)
 	}
 	return s, sealedSessionCookie(h, s)
 }
