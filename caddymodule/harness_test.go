@@ -193,6 +193,17 @@ func handlerJSON(t *testing.T, name string, cfg any) json.RawMessage {
 // to the upstream.
 func (h *harness) load(port string, handlers ...json.RawMessage) {
 	t := h.t
+	if err := caddy.Load(h.siteConfig(port, handlers...), true); err != nil {
+		t.Fatalf("loading Caddy config: %v", err)
+	}
+	t.Cleanup(func() { _ = caddy.Stop() })
+	h.inject()
+}
+
+// siteConfig is Caddy's configuration of one site on port whose route is the handlers, then
+// the reverse proxy to the upstream.
+func (h *harness) siteConfig(port string, handlers ...json.RawMessage) []byte {
+	t := h.t
 	proxy := &reverseproxy.Handler{Upstreams: reverseproxy.UpstreamPool{{Dial: h.upstream.addr}}}
 	app := caddyhttp.App{Servers: map[string]*caddyhttp.Server{"site": {
 		Listen:    []string{"127.0.0.1:" + port},
@@ -208,11 +219,7 @@ func (h *harness) load(port string, handlers ...json.RawMessage) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := caddy.Load(raw, true); err != nil {
-		t.Fatalf("loading Caddy config: %v", err)
-	}
-	t.Cleanup(func() { _ = caddy.Stop() })
-	h.inject()
+	return raw
 }
 
 // inject gives every provisioned handler, before any request, the test's clock and a fresh

@@ -1,0 +1,153 @@
+package caddymodule
+
+import (
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/relyingparty/caddy-oidc-auth/internal/devidp"
+)
+
+// Two Caddy instances — this test process and a second Caddy process built from cmd/caddy —
+// serving one site with the same secret and the same Redis.
+
+var (
+	caddyBinOnce sync.Once
+	caddyBin     string
+	caddyBinErr  error
+)
+
+// buildCaddy builds cmd/caddy once per test run.
+func buildCaddy(t *testing.T) string {
+	t.Helper()
+	caddyBinOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "oidc-auth-caddy-")
+		if err != nil {
+			caddyBinErr = err
+			return
+		}
+		caddyBin = filepath.Join(dir, "caddy")
+		out, err := exec.Command("go", "build", "-o", caddyBin, "../cmd/caddy").CombinedOutput()
+		if err != nil {
+			caddyBinErr = &buildError{string(out)}
+		}
+	})
+	if caddyBinErr != nil {
+		t.Fatalf("building cmd/caddy: %v", caddyBinErr)
+	}
+	return caddyBin
+}
+
+type buildError struct{ out string }
+
+func (e *buildError) Error() string { return e.out }
+
+// secondInstance runs another Caddy process with the harness's site, configured by cfg, on a
+// port of its own, and returns its URL. Cookies are per host, not per port: the harness's
+// browser carries the same session to both.
+func (h *harness) secondInstance(cfg func(*Handler)) string {
+	t := h.t
+	bin := buildCaddy(t)
+	port := freePort(t)
+	hc := h.handlerConfig(cfg)
+	path := filepath.Join(t.TempDir(), "caddy.json")
+	if err := os.WriteFile(path, h.siteConfig(port, handlerJSON(t, "oidc_auth", &hc)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "run", "--config", path)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	})
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if c, err := net.Dial("tcp", "127.0.0.1:"+port); err == nil {
+			c.Close()
+			return "http://127.0.0.1:" + port
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the second Caddy did not start")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestInstancesShareSessionsReplaysAndRevocations(t *testing.T) {
+	addr, _ := startRedis(t)
+	cfg := withRedis(addr, withImpersonation(&ImpersonationConfig{Confirm: boolPtr(false)}))
+	h := newHarness(t, cfg, func(c *devidp.Config) {
+		c.Clients[0].BackchannelLogoutURI = c.Clients[0].RedirectURIs[0][:strings.LastIndex(c.Clients[0].RedirectURIs[0], "/")+1] + "backchannel-logout"
+	})
+	other := h.secondInstance(cfg)
+	at := func(b *harness, site, path string) result {
+		b.t.Helper()
+		req, _ := http.NewRequest(http.MethodGet, site+path, nil)
+		req.Header.Set("Accept", "application/json")
+		return b.do(req)
+	}
+
+	t.Run("a login on one instance is a session on the other", func(t *testing.T) {
+		h.login("alice")
+		res := at(h, other, "/on-b")
+		if e, ok := res.echo(); !ok || e.Headers.Get("X-Forwarded-User") != "auth0|alice" {
+			t.Fatalf("the session at the other instance: %d %.200s", res.status, res.body)
+		}
+	})
+	t.Run("tokens used on one instance are refused on the other", func(t *testing.T) {
+		tokens := h.impFragment("bob", "admin")
+		if e, ok := h.impOtherBrowser().postForm("/oauth2/callback", tokens).echo(); !ok || e.Headers.Get("X-Forwarded-Impersonated") != "true" {
+			t.Fatal("the first use did not sign in")
+		}
+		res := h.impOtherBrowser().postForm(other+"/oauth2/callback", tokens)
+		if res.status != http.StatusForbidden {
+			t.Fatalf("the same tokens at the other instance: %d, want 403", res.status)
+		}
+	})
+	revokedAtOther := func(b *harness) time.Duration {
+		start := time.Now()
+		for at(b, other, "/x").status != http.StatusUnauthorized {
+			if time.Since(start) > time.Second {
+				t.Fatalf("after %v the other instance still accepts the session", time.Since(start))
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		return time.Since(start)
+	}
+	t.Run("a revocation through the admin API on one reaches the other within a second", func(t *testing.T) {
+		carol := h.impOtherBrowser()
+		carol.idp.SetAutoLogin("carol", "")
+		carol.login("carol")
+		if at(carol, other, "/x").status != http.StatusOK {
+			t.Fatal("carol's session at the other instance")
+		}
+		core, _ := observer.New(zapcore.InfoLevel)
+		a := &AdminAPI{audit: zap.New(core)}
+		if status, body := adminCall(t, a, http.MethodDelete, "/oidc_auth/sessions?sub="+url.QueryEscape("auth0|carol")); status != http.StatusOK {
+			t.Fatalf("revoking: %d %s", status, body)
+		}
+		t.Logf("the admin API's revocation reached the other instance in %v", revokedAtOther(carol))
+	})
+	t.Run("a back-channel logout on one reaches the other within a second", func(t *testing.T) {
+		if at(h, other, "/x").status != http.StatusOK {
+			t.Fatal("alice's session at the other instance")
+		}
+		if h.idp.EndSession("auth0|alice") == 0 {
+			t.Fatal("the provider ended no session")
+		}
+		t.Logf("the back-channel logout reached the other instance in %v", revokedAtOther(h))
+	})
+}
