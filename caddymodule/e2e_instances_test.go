@@ -151,3 +151,50 @@ func TestInstancesShareSessionsReplaysAndRevocations(t *testing.T) {
 		t.Logf("the back-channel logout reached the other instance in %v", revokedAtOther(h))
 	})
 }
+
+// Both instances see the session's access token near its end at once: one refresh_token grant
+// is spent, by whichever takes the shared lock first, and every request is served.
+func TestInstancesRefreshOnce(t *testing.T) {
+	addr, _ := startRedis(t)
+	cfg := withRedis(addr, func(c *Handler) {
+		c.Refresh = true
+		c.Scopes = []string{"openid", "profile", "email", "offline_access"}
+	})
+	// The second process reads the real clock: a token living just over refreshMargin needs
+	// renewing there a second after it is issued.
+	h := newHarness(t, cfg, func(c *devidp.Config) { c.AccessTokenTTL = refreshMargin + time.Second })
+	other := h.secondInstance(cfg)
+	h.login("alice")
+	time.Sleep(1500 * time.Millisecond)
+	h.clock.Advance(time.Since(h.clock.Now()))
+	if h.refreshGrants.Load() != 0 {
+		t.Fatal("a refresh before the token neared its end")
+	}
+
+	h.slowRefresh.Store(int64(300 * time.Millisecond))
+	var wg sync.WaitGroup
+	statuses := make(chan int, 20)
+	for i := range 20 {
+		site := h.siteURL
+		if i%2 == 1 {
+			site = other
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			req, _ := http.NewRequest(http.MethodGet, site+"/refresh-race", nil)
+			req.Header.Set("Accept", "application/json")
+			statuses <- h.do(req).status
+		}()
+	}
+	wg.Wait()
+	close(statuses)
+	for st := range statuses {
+		if st != http.StatusOK {
+			t.Errorf("a request during the refresh: %d", st)
+		}
+	}
+	if n := h.refreshGrants.Load(); n != 1 {
+		t.Errorf("%d refresh grants from two instances at once, want 1", n)
+	}
+}

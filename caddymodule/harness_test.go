@@ -40,9 +40,13 @@ type harness struct {
 	// tokenStatus, when set, makes the provider's token endpoint answer with that status and
 	// an OAuth error (429 → "slow_down", others → "invalid_grant"), to test refresh failures.
 	tokenStatus *atomic.Int32
-	handler     *Handler
-	clock       *testClock
-	client      *http.Client
+	// refreshGrants counts the refresh_token grants the provider answered; slowRefresh, when
+	// set, holds each for that long so that concurrent refreshes overlap.
+	refreshGrants *atomic.Int32
+	slowRefresh   *atomic.Int64
+	handler       *Handler
+	clock         *testClock
+	client        *http.Client
 }
 
 // testClock is the shared clock of the handler and the provider; tests move it instead of sleeping.
@@ -128,7 +132,8 @@ func startHarness(t *testing.T, idpCfg func(*devidp.Config)) (*harness, string) 
 	caddyMu.Lock()
 	t.Cleanup(caddyMu.Unlock)
 
-	h := &harness{t: t, clock: new(testClock), tokenStatus: new(atomic.Int32)}
+	h := &harness{t: t, clock: new(testClock), tokenStatus: new(atomic.Int32),
+		refreshGrants: new(atomic.Int32), slowRefresh: new(atomic.Int64)}
 	h.clock.t.Store(time.Now().UnixNano())
 	port := freePort(t)
 	h.siteURL = "http://127.0.0.1:" + port
@@ -164,6 +169,10 @@ func startHarness(t *testing.T, idpCfg func(*devidp.Config)) (*harness, string) 
 			w.WriteHeader(st)
 			_, _ = w.Write([]byte(`{"error":"` + code + `"}`))
 			return
+		}
+		if strings.HasSuffix(r.URL.Path, "/oauth/token") && r.ParseForm() == nil && r.PostForm.Get("grant_type") == "refresh_token" {
+			h.refreshGrants.Add(1)
+			time.Sleep(time.Duration(h.slowRefresh.Load()))
 		}
 		idp.ServeHTTP(w, r)
 	})
