@@ -198,3 +198,62 @@ func TestInstancesRefreshOnce(t *testing.T) {
 		t.Errorf("%d refresh grants from two instances at once, want 1", n)
 	}
 }
+
+// Redis, persisting as production Redis should, goes away and comes back: cookie sessions are
+// served throughout, what needs the store fails closed meanwhile, and afterwards both
+// instances use it again — single-use claims, the session index, and revocations announced by
+// one reaching the other.
+func TestInstancesSurviveARedisRestart(t *testing.T) {
+	dir := t.TempDir()
+	addr, stop := startRedisAt(t, freePort(t), dir)
+	port := addr[strings.LastIndex(addr, ":")+1 : strings.LastIndex(addr, "/")]
+	cfg := withRedis(addr, withImpersonation(&ImpersonationConfig{Confirm: boolPtr(false)}))
+	h := newHarness(t, cfg, nil)
+	other := h.secondInstance(cfg)
+	at := func(site string) int {
+		req, _ := http.NewRequest(http.MethodGet, site+"/x", nil)
+		req.Header.Set("Accept", "application/json")
+		return h.do(req).status
+	}
+	h.login("alice")
+	tokens := h.impFragment("bob", "admin")
+
+	stop()
+	if at(h.siteURL) != http.StatusOK || at(other) != http.StatusOK {
+		t.Fatal("a cookie session while Redis is down")
+	}
+	if res := h.impOtherBrowser().postForm(other+"/oauth2/callback", tokens); res.status != http.StatusServiceUnavailable {
+		t.Fatalf("an unsolicited response while Redis is down: %d, want 503", res.status)
+	}
+
+	startRedisAt(t, port, dir)
+	start := time.Now()
+	for {
+		res := h.impOtherBrowser().postForm(other+"/oauth2/callback", tokens)
+		if e, ok := res.echo(); ok && e.Headers.Get("X-Forwarded-Impersonated") == "true" {
+			break
+		}
+		if res.status != http.StatusServiceUnavailable || time.Since(start) > 10*time.Second {
+			t.Fatalf("the tokens refused while Redis was down, after it came back: %d %.200s", res.status, res.body)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Logf("the other instance used Redis again %v after it came back", time.Since(start))
+	if res := h.impOtherBrowser().postForm("/oauth2/callback", tokens); res.status != http.StatusForbidden {
+		t.Fatalf("the same tokens at this instance after the restart: %d, want 403", res.status)
+	}
+
+	core, _ := observer.New(zapcore.InfoLevel)
+	a := &AdminAPI{audit: zap.New(core)}
+	if status, body := adminCall(t, a, http.MethodDelete, "/oidc_auth/sessions?sub="+url.QueryEscape("auth0|alice")); status != http.StatusOK {
+		t.Fatalf("revoking: %d %s", status, body)
+	}
+	start = time.Now()
+	for at(other) != http.StatusUnauthorized {
+		if time.Since(start) > time.Second {
+			t.Fatalf("after %v the other instance still accepts the revoked session", time.Since(start))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Logf("a revocation after the restart reached the other instance in %v", time.Since(start))
+}

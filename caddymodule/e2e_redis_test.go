@@ -28,6 +28,14 @@ import (
 // stops it (for outage tests).
 func startRedis(t testing.TB) (string, func()) {
 	t.Helper()
+	return startRedisAt(t, freePort(t), "")
+}
+
+// startRedisAt starts redis-server on port: a Redis restarted on its old address. With a
+// dir, it persists there every write (an append-only file synced at once), so a restart —
+// even a kill — loses nothing.
+func startRedisAt(t testing.TB, port, dir string) (string, func()) {
+	t.Helper()
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
 		if os.Getenv("CI") != "" {
@@ -35,8 +43,11 @@ func startRedis(t testing.TB) (string, func()) {
 		}
 		t.Skip("redis-server is not installed: apt-get install -y redis-server to run the Redis tests")
 	}
-	port := freePort(t)
-	cmd := exec.Command(bin, "--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no")
+	args := []string{"--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"}
+	if dir != "" {
+		args = append(args, "--dir", dir, "--appendonly", "yes", "--appendfsync", "always")
+	}
+	cmd := exec.Command(bin, args...)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
