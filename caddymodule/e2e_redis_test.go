@@ -36,6 +36,16 @@ func startRedis(t testing.TB) (string, func()) {
 // even a kill — loses nothing.
 func startRedisAt(t testing.TB, port, dir string) (string, func()) {
 	t.Helper()
+	args := []string{"--save", "", "--appendonly", "no"}
+	if dir != "" {
+		args = append(args, "--dir", dir, "--appendonly", "yes", "--appendfsync", "always")
+	}
+	return "redis://127.0.0.1:" + port + "/0", startRedisWith(t, port, args...)
+}
+
+// startRedisWith starts redis-server on port with further arguments, and returns what stops it.
+func startRedisWith(t testing.TB, port string, args ...string) func() {
+	t.Helper()
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
 		if os.Getenv("CI") != "" {
@@ -43,11 +53,7 @@ func startRedisAt(t testing.TB, port, dir string) (string, func()) {
 		}
 		t.Skip("redis-server is not installed: apt-get install -y redis-server to run the Redis tests")
 	}
-	args := []string{"--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"}
-	if dir != "" {
-		args = append(args, "--dir", dir, "--appendonly", "yes", "--appendfsync", "always")
-	}
-	cmd := exec.Command(bin, args...)
+	cmd := exec.Command(bin, append([]string{"--port", port, "--bind", "127.0.0.1"}, args...)...)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -81,7 +87,7 @@ func startRedisAt(t testing.TB, port, dir string) (string, func()) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("redis-server did not start")
 	}
-	return "redis://127.0.0.1:" + port + "/0", stop
+	return stop
 }
 
 func TestRedisStoreClaimsAndLocks(t *testing.T) {
@@ -275,4 +281,44 @@ func TestRedisServerSideSessionsCarryLargeTokenSets(t *testing.T) {
 		t.Errorf("a copied ticket after sign-out: %d", res.status)
 	}
 	h.impAudit(evSessionRejected, map[string]string{"reason": "server-side session gone"})
+}
+
+// startRedisCluster starts a Redis Cluster of three masters and returns its URL as the store
+// reads it (the first node, then addr= for the others).
+func startRedisCluster(t testing.TB) string {
+	t.Helper()
+	cli, err := exec.LookPath("redis-cli")
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatal("redis-cli is missing in CI")
+		}
+		t.Skip("redis-cli is not installed: apt-get install -y redis-server to run the Redis tests")
+	}
+	dir := t.TempDir()
+	var nodes []string
+	for range 3 {
+		port := freePort(t)
+		startRedisWith(t, port, "--cluster-enabled", "yes", "--dir", dir,
+			"--cluster-config-file", "nodes-"+port+".conf", "--cluster-node-timeout", "2000")
+		nodes = append(nodes, "127.0.0.1:"+port)
+	}
+	args := append([]string{"--cluster", "create"}, nodes...)
+	if out, err := exec.Command(cli, append(args, "--cluster-replicas", "0", "--cluster-yes")...).CombinedOutput(); err != nil {
+		t.Fatalf("creating the cluster: %v\n%s", err, out)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for _, n := range nodes {
+		host, port, _ := net.SplitHostPort(n)
+		for {
+			out, _ := exec.Command(cli, "-h", host, "-p", port, "cluster", "info").Output()
+			if strings.Contains(string(out), "cluster_state:ok") {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("the cluster is not ready: %s", out)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	return "redis://" + nodes[0] + "?addr=" + nodes[1] + "&addr=" + nodes[2]
 }

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -16,6 +17,7 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/redis/go-redis/v9"
 	"github.com/relyingparty/caddy-oidc-auth/internal/devidp"
 	"github.com/relyingparty/caddy-oidc-auth/internal/store"
 )
@@ -177,13 +179,46 @@ func TestBackchannelLogoutRefusesBadTokens(t *testing.T) {
 
 func TestRedisRevocationReachesEveryInstanceWithinASecond(t *testing.T) {
 	addr, _ := startRedis(t)
+	revocationReachesEveryInstance(t, addr, "t:{site}:")
+}
+
+// With Redis Cluster too: each site's keys share a slot (a multi-key registry read, a
+// transaction per revocation), and the resync scans the node holding them — for sites on each
+// of the three masters, so that scanning any one node would miss the others.
+func TestRedisClusterRevocationReachesEveryInstance(t *testing.T) {
+	addr := startRedisCluster(t)
+	client, err := newRedisClient(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	bySite := map[string]string{}
+	for i := 0; len(bySite) < 3 && i < 100; i++ {
+		prefix := "t:{site-" + strconv.Itoa(i) + "}:"
+		m, err := client.(*redis.ClusterClient).MasterForKey(context.Background(), prefix+"revocations")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, seen := bySite[m.Options().Addr]; !seen {
+			bySite[m.Options().Addr] = prefix
+		}
+	}
+	if len(bySite) != 3 {
+		t.Fatalf("sites on %d masters, want 3", len(bySite))
+	}
+	for node, prefix := range bySite {
+		t.Run(node, func(t *testing.T) { revocationReachesEveryInstance(t, addr, prefix) })
+	}
+}
+
+func revocationReachesEveryInstance(t *testing.T, addr, prefix string) {
 	client, err := newRedisClient(addr)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = client.Close() })
 	ctx := context.Background()
-	a := newRedisStore(client, "t:site:")
+	a := newRedisStore(client, prefix)
 	t.Cleanup(func() { _ = a.Destruct() })
 	rec := store.SessionRecord{ID: "s1", Subject: "auth0|alice", SID: "op-1", Created: time.Now(), Expires: time.Now().Add(time.Hour)}
 	if err := a.Register(ctx, rec); err != nil {
@@ -193,7 +228,7 @@ func TestRedisRevocationReachesEveryInstanceWithinASecond(t *testing.T) {
 	if err := a.Revoke(ctx, []store.SessionRecord{early}); err != nil {
 		t.Fatal(err)
 	}
-	b := newRedisStore(client, "t:site:") // another instance, started after the first revocation
+	b := newRedisStore(client, prefix) // another instance, started after the first revocation
 	t.Cleanup(func() { _ = b.Destruct() })
 	if recs, err := b.Sessions(ctx, store.Filter{SID: "op-1"}); err != nil || len(recs) != 1 || recs[0].ID != "s1" {
 		t.Fatalf("the registry as another instance sees it: %v %v", recs, err)

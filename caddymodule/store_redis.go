@@ -150,7 +150,9 @@ func redactURLError(err error, raw string) error {
 // subscriber keeping its revocations in memory.
 func (s *RedisStore) openStore(key string) (store.Store, error) {
 	sum := sha256.Sum256([]byte(key))
-	prefix := s.Prefix + ":" + base64.RawURLEncoding.EncodeToString(sum[:9]) + ":"
+	// The site's part is a hash tag: with Redis Cluster all of a site's keys share one slot,
+	// so its transactions and multi-key reads stay on one node.
+	prefix := s.Prefix + ":{" + base64.RawURLEncoding.EncodeToString(sum[:9]) + "}:"
 	v, _, err := redisSites.LoadOrNew(s.URL+"\x00"+prefix, func() (caddy.Destructor, error) {
 		return newRedisStore(s.client, prefix), nil
 	})
@@ -359,13 +361,22 @@ func (r *redisStore) follow(ctx context.Context) {
 	}
 }
 
-// resync loads every revocation Redis holds for the site.
+// resync loads every revocation Redis holds for the site. SCAN walks one node: with Cluster,
+// the node serving the site's slot.
 func (r *redisStore) resync(ctx context.Context) {
+	var c redis.Cmdable = r.c
+	if cc, ok := r.c.(*redis.ClusterClient); ok {
+		m, err := cc.MasterForKey(ctx, r.prefix+"revocations")
+		if err != nil {
+			return
+		}
+		c = m
+	}
 	var recs []store.SessionRecord
-	iter := r.c.Scan(ctx, 0, r.prefix+"revoked:*", 500).Iterator()
+	iter := c.Scan(ctx, 0, r.prefix+"revoked:*", 500).Iterator()
 	for iter.Next(ctx) {
 		key := iter.Val()
-		until, err := r.c.Get(ctx, key).Int64()
+		until, err := c.Get(ctx, key).Int64()
 		if err == nil {
 			recs = append(recs, store.SessionRecord{ID: strings.TrimPrefix(key, r.prefix+"revoked:"), Expires: time.Unix(until, 0)})
 		}
