@@ -257,3 +257,35 @@ func TestInstancesSurviveARedisRestart(t *testing.T) {
 	}
 	t.Logf("a revocation after the restart reached the other instance in %v", time.Since(start))
 }
+
+// A confirmation page shown by one instance is continued at the other (behind one load
+// balancer, the same Host and Origin) — once: someone holding a copy of the page's token and
+// the browser's cookies from before cannot continue it again at the first.
+func TestInstancesShareConfirmationsOnce(t *testing.T) {
+	addr, _ := startRedis(t)
+	cfg := withRedis(addr, withImpersonation(&ImpersonationConfig{}))
+	h := newHarness(t, cfg, nil)
+	other := h.secondInstance(cfg)
+	site, _ := url.Parse(h.siteURL)
+	token := impConfirmToken(t, h.browse(h.impLink("alice", "admin", impParams{})))
+	copied := h.client.Jar.Cookies(site)
+
+	form := url.Values{"token": {token}, "decision": {"continue"}}
+	req, _ := http.NewRequest(http.MethodPost, other+"/oauth2/confirm", strings.NewReader(form.Encode()))
+	req.Host = site.Host
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Accept", "text/html")
+	req.Header.Set("Origin", h.siteURL)
+	if e, ok := h.do(req).echo(); !ok || e.Headers.Get("X-Forwarded-Impersonated") != "true" {
+		t.Fatal("Continue at the other instance did not sign in")
+	}
+	thief := h.impOtherBrowser()
+	thief.client.Jar.SetCookies(site, copied)
+	res := thief.impDecide(token, "continue")
+	if res.status != http.StatusBadRequest || !strings.Contains(res.body, "Impersonation not confirmed") {
+		t.Fatalf("the used confirmation at the first instance: %d %.300s", res.status, res.body)
+	}
+	if st := thief.api(http.MethodGet, "/x").status; st != http.StatusUnauthorized {
+		t.Errorf("the copied browser has a session: %d", st)
+	}
+}
