@@ -3,11 +3,13 @@ package caddymodule
 import (
 	"encoding/json"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -280,13 +282,21 @@ func provisionedHandlers(t *testing.T) []*Handler {
 
 func freePort(t testing.TB) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	// Below the kernel's ephemeral range (32768 and up here): a port handed out and closed
+	// cannot then be taken, before its user binds it, by an outgoing connection's source port
+	// or another package's listener on :0. A Redis Cluster node's bus port (this + 10000)
+	// stays below it too.
+	for range 200 {
+		l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(20000+rand.IntN(2700)))
+		if err != nil {
+			continue
+		}
+		_, port, _ := net.SplitHostPort(l.Addr().String())
+		l.Close()
+		return port
 	}
-	defer l.Close()
-	_, port, _ := net.SplitHostPort(l.Addr().String())
-	return port
+	t.Fatal("no free port between 20000 and 22700")
+	return ""
 }
 
 // echoUpstream is the legacy application: it answers with what it received.

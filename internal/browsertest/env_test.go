@@ -3,6 +3,7 @@ package browsertest
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -270,12 +271,20 @@ func startCaddy(t *testing.T, caddyfile string, log *requestLog) {
 
 func freePort(t *testing.T) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	// Below the kernel's ephemeral range, and apart from the range the caddymodule tests use
+	// (20000–22700): a port handed out and closed is not taken by an outgoing connection or
+	// another package's test before Caddy binds it.
+	for range 200 {
+		l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(23000+rand.IntN(2000)))
+		if err != nil {
+			continue
+		}
+		port := l.Addr().(*net.TCPAddr).Port
+		l.Close()
+		return port
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	t.Fatal("no free port between 23000 and 25000")
+	return 0
 }
 
 // artifactsDir is where failing tests leave screenshots and HTML.
