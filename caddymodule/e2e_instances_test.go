@@ -86,6 +86,29 @@ func (h *harness) secondInstance(cfg func(*Handler)) string {
 	}
 }
 
+// revokeSubject ends every session of sub through the admin API of this process.
+func revokeSubject(t *testing.T, sub string) {
+	t.Helper()
+	core, _ := observer.New(zapcore.InfoLevel)
+	if status, body := adminCall(t, &AdminAPI{audit: zap.New(core)}, http.MethodDelete, "/oidc_auth/sessions?sub="+url.QueryEscape(sub)); status != http.StatusOK {
+		t.Fatalf("revoking %s: %d %s", sub, status, body)
+	}
+}
+
+// refusedWithinASecond waits for the browser b's session to be refused at target, and returns
+// how long that took: the revocation's propagation.
+func refusedWithinASecond(t *testing.T, b *harness, target string) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for b.api(http.MethodGet, target).status != http.StatusUnauthorized {
+		if time.Since(start) > time.Second {
+			t.Fatalf("after %v %s still accepts the revoked session", time.Since(start), target)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return time.Since(start)
+}
+
 func TestInstancesShareSessionsReplaysAndRevocations(t *testing.T) {
 	addr, _ := startRedis(t)
 	cfg := withRedis(addr, withImpersonation(&ImpersonationConfig{Confirm: boolPtr(false)}))
@@ -93,16 +116,10 @@ func TestInstancesShareSessionsReplaysAndRevocations(t *testing.T) {
 		c.Clients[0].BackchannelLogoutURI = c.Clients[0].RedirectURIs[0][:strings.LastIndex(c.Clients[0].RedirectURIs[0], "/")+1] + "backchannel-logout"
 	})
 	other := h.secondInstance(cfg)
-	at := func(b *harness, site, path string) result {
-		b.t.Helper()
-		req, _ := http.NewRequest(http.MethodGet, site+path, nil)
-		req.Header.Set("Accept", "application/json")
-		return b.do(req)
-	}
 
 	t.Run("a login on one instance is a session on the other", func(t *testing.T) {
 		h.login("alice")
-		res := at(h, other, "/on-b")
+		res := h.api(http.MethodGet, other+"/on-b")
 		if e, ok := res.echo(); !ok || e.Headers.Get("X-Forwarded-User") != "auth0|alice" {
 			t.Fatalf("the session at the other instance: %d %.200s", res.status, res.body)
 		}
@@ -117,38 +134,24 @@ func TestInstancesShareSessionsReplaysAndRevocations(t *testing.T) {
 			t.Fatalf("the same tokens at the other instance: %d, want 403", res.status)
 		}
 	})
-	revokedAtOther := func(b *harness) time.Duration {
-		start := time.Now()
-		for at(b, other, "/x").status != http.StatusUnauthorized {
-			if time.Since(start) > time.Second {
-				t.Fatalf("after %v the other instance still accepts the session", time.Since(start))
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
-		return time.Since(start)
-	}
 	t.Run("a revocation through the admin API on one reaches the other within a second", func(t *testing.T) {
 		carol := h.impOtherBrowser()
 		carol.idp.SetAutoLogin("carol", "")
 		carol.login("carol")
-		if at(carol, other, "/x").status != http.StatusOK {
+		if carol.api(http.MethodGet, other+"/x").status != http.StatusOK {
 			t.Fatal("carol's session at the other instance")
 		}
-		core, _ := observer.New(zapcore.InfoLevel)
-		a := &AdminAPI{audit: zap.New(core)}
-		if status, body := adminCall(t, a, http.MethodDelete, "/oidc_auth/sessions?sub="+url.QueryEscape("auth0|carol")); status != http.StatusOK {
-			t.Fatalf("revoking: %d %s", status, body)
-		}
-		t.Logf("the admin API's revocation reached the other instance in %v", revokedAtOther(carol))
+		revokeSubject(t, "auth0|carol")
+		t.Logf("the admin API's revocation reached the other instance in %v", refusedWithinASecond(t, carol, other+"/x"))
 	})
 	t.Run("a back-channel logout on one reaches the other within a second", func(t *testing.T) {
-		if at(h, other, "/x").status != http.StatusOK {
+		if h.api(http.MethodGet, other+"/x").status != http.StatusOK {
 			t.Fatal("alice's session at the other instance")
 		}
 		if h.idp.EndSession("auth0|alice") == 0 {
 			t.Fatal("the provider ended no session")
 		}
-		t.Logf("the back-channel logout reached the other instance in %v", revokedAtOther(h))
+		t.Logf("the back-channel logout reached the other instance in %v", refusedWithinASecond(t, h, other+"/x"))
 	})
 }
 
@@ -182,9 +185,7 @@ func TestInstancesRefreshOnce(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			req, _ := http.NewRequest(http.MethodGet, site+"/refresh-race", nil)
-			req.Header.Set("Accept", "application/json")
-			statuses <- h.do(req).status
+			statuses <- h.api(http.MethodGet, site+"/refresh-race").status
 		}()
 	}
 	wg.Wait()
@@ -210,11 +211,7 @@ func TestInstancesSurviveARedisRestart(t *testing.T) {
 	cfg := withRedis(addr, withImpersonation(&ImpersonationConfig{Confirm: boolPtr(false)}))
 	h := newHarness(t, cfg, nil)
 	other := h.secondInstance(cfg)
-	at := func(site string) int {
-		req, _ := http.NewRequest(http.MethodGet, site+"/x", nil)
-		req.Header.Set("Accept", "application/json")
-		return h.do(req).status
-	}
+	at := func(site string) int { return h.api(http.MethodGet, site+"/x").status }
 	h.login("alice")
 	tokens := h.impFragment("bob", "admin")
 
@@ -243,19 +240,8 @@ func TestInstancesSurviveARedisRestart(t *testing.T) {
 		t.Fatalf("the same tokens at this instance after the restart: %d, want 403", res.status)
 	}
 
-	core, _ := observer.New(zapcore.InfoLevel)
-	a := &AdminAPI{audit: zap.New(core)}
-	if status, body := adminCall(t, a, http.MethodDelete, "/oidc_auth/sessions?sub="+url.QueryEscape("auth0|alice")); status != http.StatusOK {
-		t.Fatalf("revoking: %d %s", status, body)
-	}
-	start = time.Now()
-	for at(other) != http.StatusUnauthorized {
-		if time.Since(start) > time.Second {
-			t.Fatalf("after %v the other instance still accepts the revoked session", time.Since(start))
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	t.Logf("a revocation after the restart reached the other instance in %v", time.Since(start))
+	revokeSubject(t, "auth0|alice")
+	t.Logf("a revocation after the restart reached the other instance in %v", refusedWithinASecond(t, h, other+"/x"))
 }
 
 // A confirmation page shown by one instance is continued at the other (behind one load

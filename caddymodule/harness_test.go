@@ -380,10 +380,13 @@ func (h *harness) browse(path string, headers ...string) result {
 	return h.do(req)
 }
 
-// api is a non-browser request to path on the site.
-func (h *harness) api(method, path string, headers ...string) result {
+// api is a non-browser request to an absolute URL or a site path.
+func (h *harness) api(method, target string, headers ...string) result {
 	h.t.Helper()
-	req, err := http.NewRequest(method, h.siteURL+path, nil)
+	if strings.HasPrefix(target, "/") {
+		target = h.siteURL + target
+	}
+	req, err := http.NewRequest(method, target, nil)
 	if err != nil {
 		h.t.Fatal(err)
 	}
