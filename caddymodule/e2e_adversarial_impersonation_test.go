@@ -98,29 +98,17 @@ func TestAdversarialImpersonationRefusals(t *testing.T) {
 			attack: advLink("alice", "admin", impParams{ResponseType: "token"}),
 			want:   advWant{status: http.StatusOK, events: evUnsolicitedBounced, reason: "impersonation is not enabled"}},
 		{name: "a solicited impersonated login without an impersonation block", site: keycloakOff,
-			attack: func(h *harness, mark func()) result {
-				h.idp.SetAutoLogin("alice", "admin")
-				return advOrdinary()(h, mark)
-			},
-			want: denied("impersonation is not enabled")},
+			attack: advOrdinaryAs("alice", "admin"),
+			want:   denied("impersonation is not enabled")},
 		{name: "a solicited impersonated login by an impersonator not on the list", site: keycloakAdmins,
-			attack: func(h *harness, mark func()) result {
-				h.idp.SetAutoLogin("alice", "mallory")
-				return advOrdinary()(h, mark)
-			},
-			want: denied("impersonator not allowed")},
+			attack: advOrdinaryAs("alice", "mallory"),
+			want:   denied("impersonator not allowed")},
 		{name: "a solicited impersonated login of a protected target", site: keycloakAdmins,
-			attack: func(h *harness, mark func()) result {
-				h.idp.SetAutoLogin("carol", "admin")
-				return advOrdinary()(h, mark)
-			},
-			want: denied("target is protected")},
+			attack: advOrdinaryAs("carol", "admin"),
+			want:   denied("target is protected")},
 		{name: "a solicited impersonated login allowed by the policy (control)", site: keycloakAdmins,
-			attack: func(h *harness, mark func()) result {
-				h.idp.SetAutoLogin("alice", "admin")
-				return advOrdinary()(h, mark)
-			},
-			want: started},
+			attack: advOrdinaryAs("alice", "admin"),
+			want:   started},
 		{name: "an impersonator not on the list", site: admins, attack: advLink("alice", "mallory", code),
 			want: denied("impersonator not allowed")},
 		{name: "the impersonator on the list (control)", site: admins, attack: advLink("alice", "admin", code), want: started},
@@ -412,4 +400,13 @@ func TestAdversarialStashSwaps(t *testing.T) {
 			},
 			want: advWant{status: http.StatusForbidden}, after: sub("auth0|alice")},
 	})
+}
+
+// advOrdinaryAs is an ordinary login in which the provider signs in user, impersonated by
+// impersonator (a Keycloak or RFC 8693 impersonation the site asked for).
+func advOrdinaryAs(user, impersonator string) advAttack {
+	return func(h *harness, mark func()) result {
+		h.idp.SetAutoLogin(user, impersonator)
+		return advOrdinary()(h, mark)
+	}
 }
