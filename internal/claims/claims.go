@@ -122,7 +122,9 @@ type Identity struct {
 	Name          string
 	Username      string // preferred_username
 	Groups        []string
-	Imp           *Impersonator // nil unless the identity is impersonated
+	// Scopes are the OAuth scopes granted with the token the identity came with.
+	Scopes []string
+	Imp    *Impersonator // nil unless the identity is impersonated
 }
 
 // NewIdentity reads the standard fields of a claim set, the groups from groupsClaim. It is
@@ -209,7 +211,7 @@ func (m Mapping) Detect(c Set) (*Impersonator, bool) {
 	case ModeKeycloak:
 		imp, ok = keycloak(c)
 	case ModeAct:
-		imp, ok = act(c)
+		imp, ok = m.act(c)
 	case ModeCustom:
 		imp, ok = m.custom(c)
 	}
@@ -219,7 +221,7 @@ func (m Mapping) Detect(c Set) (*Impersonator, bool) {
 	for _, s := range []struct {
 		name   string
 		detect func(Set) (*Impersonator, bool)
-	}{{"auth0", m.auth0}, {"keycloak", keycloak}, {"act", act}} {
+	}{{"auth0", m.auth0}, {"keycloak", keycloak}, {"act", m.act}} {
 		if imp, ok := s.detect(c); ok {
 			if m.Mode == ModeAuto {
 				return imp, true
@@ -253,13 +255,36 @@ func keycloak(c Set) (*Impersonator, bool) {
 	return &Impersonator{ID: str(obj, "id"), Username: str(obj, "username")}, true
 }
 
-// act: RFC 8693 "act": {sub}; in a chain the outermost actor is the current one.
-func act(c Set) (*Impersonator, bool) {
+// act: RFC 8693 "act": {sub, email}; in a chain the outermost actor is the current one. The
+// actor's email counts as verified only when the operator trusts the provider's.
+func (m Mapping) act(c Set) (*Impersonator, bool) {
 	obj, ok := c["act"].(map[string]any)
 	if !ok || str(obj, "sub") == "" {
 		return nil, false
 	}
-	return &Impersonator{ID: str(obj, "sub")}, true
+	email := str(obj, "email")
+	return &Impersonator{ID: str(obj, "sub"), Email: email, EmailVerified: m.TrustEmail && email != ""}, true
+}
+
+// Scopes reads the scopes a token grants: RFC 9068's space-separated "scope", or the "scp"
+// array (or string) of Okta and Azure AD.
+func Scopes(c Set) []string {
+	if s, ok := c["scope"].(string); ok {
+		return strings.Fields(s)
+	}
+	switch v := c["scp"].(type) {
+	case string:
+		return strings.Fields(v)
+	case []any:
+		out := make([]string, 0, len(v))
+		for _, e := range v {
+			if s, ok := e.(string); ok && s != "" && !strings.ContainsAny(s, " \t") {
+				out = append(out, s)
+			}
+		}
+		return out
+	}
+	return nil
 }
 
 func (m Mapping) custom(c Set) (*Impersonator, bool) {

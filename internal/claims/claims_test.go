@@ -222,3 +222,37 @@ func TestRenderTurnsClaimsIntoHeaderValues(t *testing.T) {
 		})
 	}
 }
+
+func TestScopesAreReadFromScopeOrScp(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		c    Set
+		want []string
+	}{
+		{"scope, space-separated", Set{"scope": "openid  read:a\twrite:b"}, []string{"openid", "read:a", "write:b"}},
+		{"scp as an array (Okta)", Set{"scp": []any{"read:a", "write:b"}}, []string{"read:a", "write:b"}},
+		{"scp as a string (Azure AD)", Set{"scp": "read:a write:b"}, []string{"read:a", "write:b"}},
+		{"scope wins over scp", Set{"scope": "read:a", "scp": []any{"admin"}}, []string{"read:a"}},
+		{"scp elements that are not one scope are dropped", Set{"scp": []any{"ok", 7.0, "two words", "", true}}, []string{"ok"}},
+		{"a scope that is not a string is no scope", Set{"scope": []any{"admin"}}, nil},
+		{"neither claim", Set{}, nil},
+	} {
+		if got := Scopes(tc.c); !slices.Equal(got, tc.want) {
+			t.Errorf("%s: Scopes = %q, want %q", tc.name, got, tc.want)
+		}
+	}
+}
+
+func TestActorEmailIsVerifiedOnlyWhenTrusted(t *testing.T) {
+	t.Parallel()
+	c := Set{"sub": "user", "act": map[string]any{"sub": "admin", "email": "admin@example.com"}}
+	imp, ok := Mapping{Mode: ModeAct}.Detect(c)
+	if !ok || imp.ID != "admin" || imp.Email != "admin@example.com" || imp.EmailVerified {
+		t.Errorf("untrusted: %+v %v", imp, ok)
+	}
+	imp, ok = Mapping{Mode: ModeAct, TrustEmail: true}.Detect(c)
+	if !ok || !imp.EmailVerified {
+		t.Errorf("trusted: %+v %v", imp, ok)
+	}
+}

@@ -5,6 +5,9 @@ package policy
 import (
 	"context"
 	"errors"
+	"fmt"
+	"slices"
+	"strings"
 
 	"cel.dev/cel-go/cel"
 
@@ -15,8 +18,10 @@ import (
 // and the expression must be true.
 type AllowRules struct {
 	Emails, Domains, Groups []string
-	Claims                  []ClaimRule
-	Expression              string // CEL over claims and request
+	// Scopes must all have been granted with the token.
+	Scopes     []string
+	Claims     []ClaimRule
+	Expression string // CEL over claims and request
 }
 
 // ClaimRule admits users whose claim (a name or dotted path) has one of the values.
@@ -28,6 +33,7 @@ type ClaimRule struct {
 // Allow is AllowRules compiled. A nil *Allow admits everyone.
 type Allow struct {
 	emails, domains, groups map[string]bool
+	scopes                  []string
 	claims                  []ClaimRule
 	expr                    cel.Program
 	needs                   Needs
@@ -45,7 +51,13 @@ func NewAllow(r AllowRules) (*Allow, error) {
 		emails:  foldedSet(r.Emails),
 		domains: foldedSet(r.Domains),
 		groups:  set(r.Groups),
+		scopes:  r.Scopes,
 		claims:  r.Claims,
+	}
+	for _, sc := range r.Scopes {
+		if sc == "" || strings.ContainsAny(sc, " \t\"\\") {
+			return nil, fmt.Errorf("scope %q: a scope is one token without spaces, quotes or backslashes", sc)
+		}
 	}
 	for _, c := range r.Claims {
 		if c.Claim == "" || len(c.Values) == 0 {
@@ -78,6 +90,9 @@ func (p *Allow) Admit(ctx context.Context, id *claims.Identity, req map[string]a
 	if p == nil {
 		return true, ""
 	}
+	if missing := p.MissingScopes(id.Scopes); missing != nil {
+		return false, "missing scope " + strings.Join(missing, " ")
+	}
 	if len(p.emails)+len(p.domains) > 0 {
 		email := foldASCII(id.Email)
 		if !id.EmailVerified || email == "" || !(p.emails[email] || p.domains[emailDomain(email)]) {
@@ -96,6 +111,28 @@ func (p *Allow) Admit(ctx context.Context, id *claims.Identity, req map[string]a
 		return false, "expression denied"
 	}
 	return true, ""
+}
+
+// MissingScopes lists the required scopes that granted lacks; nil when none is missing.
+func (p *Allow) MissingScopes(granted []string) []string {
+	if p == nil {
+		return nil
+	}
+	var missing []string
+	for _, want := range p.scopes {
+		if !slices.Contains(granted, want) {
+			missing = append(missing, want)
+		}
+	}
+	return missing
+}
+
+// RequiredScopes are the scopes every token must grant.
+func (p *Allow) RequiredScopes() []string {
+	if p == nil {
+		return nil
+	}
+	return p.scopes
 }
 
 func claimHasValue(c claims.Set, r ClaimRule) bool {

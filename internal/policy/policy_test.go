@@ -2,6 +2,7 @@ package policy
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"testing"
 
@@ -265,6 +266,42 @@ func TestAllowComparesEmailsWithASCIIFoldingOnly(t *testing.T) {
 		id := &claims.Identity{Subject: "s", Email: tc.email, EmailVerified: true}
 		if ok, _ := p.Admit(context.Background(), id, nil); ok != tc.want {
 			t.Errorf("%q admitted %v, want %v", tc.email, ok, tc.want)
+		}
+	}
+}
+
+func TestScopesMustAllBeGranted(t *testing.T) {
+	t.Parallel()
+	p, err := NewAllow(AllowRules{Scopes: []string{"read:reports", "write:reports"}, Groups: []string{"staff"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name        string
+		granted     []string
+		groups      []string
+		wantOK      bool
+		wantReason  string
+		wantMissing []string
+	}{
+		{"every scope granted, in any order, among others", []string{"openid", "write:reports", "read:reports"}, []string{"staff"}, true, "", nil},
+		{"one scope missing", []string{"read:reports"}, []string{"staff"}, false, "missing scope write:reports", []string{"write:reports"}},
+		{"no scope at all", nil, []string{"staff"}, false, "missing scope read:reports write:reports", []string{"read:reports", "write:reports"}},
+		{"scopes are compared exactly", []string{"READ:reports", "write:reports"}, []string{"staff"}, false, "missing scope read:reports", []string{"read:reports"}},
+		{"scopes do not stand in for the other rules", []string{"read:reports", "write:reports"}, nil, false, "not in an allowed group", nil},
+	} {
+		id := &claims.Identity{Subject: "s", Scopes: tc.granted, Groups: tc.groups}
+		ok, why := p.Admit(context.Background(), id, nil)
+		if ok != tc.wantOK || why != tc.wantReason {
+			t.Errorf("%s: Admit = %v %q, want %v %q", tc.name, ok, why, tc.wantOK, tc.wantReason)
+		}
+		if got := p.MissingScopes(tc.granted); !slices.Equal(got, tc.wantMissing) {
+			t.Errorf("%s: MissingScopes = %q, want %q", tc.name, got, tc.wantMissing)
+		}
+	}
+	for _, bad := range []string{"", "read reports", `read"x`, `a\b`, "tab\there"} {
+		if _, err := NewAllow(AllowRules{Scopes: []string{bad}}); err == nil {
+			t.Errorf("scope %q was accepted", bad)
 		}
 	}
 }

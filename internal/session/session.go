@@ -40,6 +40,8 @@ type Session struct {
 	RefreshToken  string
 	IDToken       string
 	TokenExpiry   time.Time
+	// Scopes are the scopes granted with the tokens, space-separated as OAuth sends them.
+	Scopes string
 
 	Created  time.Time
 	Expires  time.Time
@@ -63,7 +65,12 @@ func (s *Session) ClaimValue(name string) (string, bool) {
 
 // The session's binary form: a format byte, then fields in a fixed order. Strings are
 // uvarint-length-prefixed; decoding slices one string so each field costs no allocation.
-const sessionFormat = 2
+// Format 3 added Scopes at the end; format 2 (without them) still opens, so sessions issued
+// before an upgrade live on.
+const (
+	sessionFormat         = 3
+	sessionFormatNoScopes = 2
+)
 
 var errSessionMalformed = errors.New("session is malformed")
 
@@ -100,12 +107,13 @@ func (s *Session) Marshal() []byte {
 	}
 	b = AppendString(b, s.RuleClaims)
 	b = AppendString(b, s.Provider)
-	return AppendString(b, s.SID)
+	b = AppendString(b, s.SID)
+	return AppendString(b, s.Scopes)
 }
 
 // Unmarshal decodes the binary form, refusing anything malformed.
 func (s *Session) Unmarshal(b []byte) error {
-	if len(b) == 0 || b[0] != sessionFormat {
+	if len(b) == 0 || b[0] != sessionFormat && b[0] != sessionFormatNoScopes {
 		return errSessionMalformed
 	}
 	d := Decoder{s: string(b[1:])}
@@ -135,6 +143,9 @@ func (s *Session) Unmarshal(b []byte) error {
 	s.RuleClaims = d.Text()
 	s.Provider = d.Text()
 	s.SID = d.Text()
+	if b[0] == sessionFormat {
+		s.Scopes = d.Text()
+	}
 	if d.err || d.s != "" || s.ID == "" || s.Subject == "" {
 		return errSessionMalformed
 	}

@@ -34,6 +34,7 @@ func fullSession() *Session {
 		RuleClaims:                `{"roles":["staff"]}`,
 		Provider:                  "op-and-client",
 		SID:                       "op-session-1",
+		Scopes:                    "openid read:reports",
 	}
 }
 
@@ -93,16 +94,36 @@ func TestASessionSurvivesTheSealedCookieCodec(t *testing.T) {
 	}
 }
 
+// A session sealed before scopes were kept (format 2: no Scopes at the end) still opens,
+// so an upgrade signs no one out.
+func TestSessionOfTheFormatBeforeScopesOpens(t *testing.T) {
+	want := fullSession()
+	want.Scopes = ""
+	b := want.Marshal()
+	old := append([]byte{sessionFormatNoScopes}, b[1:len(b)-1]...) // without the empty Scopes
+	var got Session
+	if err := got.Unmarshal(old); err != nil {
+		t.Fatalf("a format-2 session does not open: %v", err)
+	}
+	if !reflect.DeepEqual(&got, want) {
+		t.Errorf("format-2 session = %+v, want %+v", got, *want)
+	}
+	var trailing Session
+	if err := trailing.Unmarshal(append(old, 0)); err == nil {
+		t.Error("a format-2 session with a trailing byte opened")
+	}
+}
+
 func TestSessionUnmarshalRefusesGarbage(t *testing.T) {
 	valid := fullSession().Marshal()
 	maxUvarint := binary.AppendUvarint(nil, ^uint64(0))
 	withoutID := (&Session{Subject: "s"}).Marshal()
 	withoutSubject := (&Session{ID: "i"}).Marshal()
 	// A minimal session whose group count claims far more entries than there are bytes (it
-	// ends with the group count, the claim count and three empty strings).
+	// ends with the group count, the claim count and four empty strings).
 	hugeGroups := (&Session{ID: "i", Subject: "s"}).Marshal()
-	hugeGroups = append(hugeGroups[:len(hugeGroups)-5], maxUvarint...)
-	hugeGroups = append(hugeGroups, 0, 0, 0, 0)
+	hugeGroups = append(hugeGroups[:len(hugeGroups)-6], maxUvarint...)
+	hugeGroups = append(hugeGroups, 0, 0, 0, 0, 0)
 	for _, tc := range []struct {
 		name string
 		b    []byte
