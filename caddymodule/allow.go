@@ -15,6 +15,11 @@ type AllowConfig struct {
 	// The claim that lists the user's groups, for this rule and the groups header.
 	// Default: groups.
 	GroupsClaim string `json:"groups_claim,omitempty"`
+	// OAuth scopes that must all have been granted: with a bearer token, its scope (or scp)
+	// claim; with a session, the scopes of the token response at sign-in (those requested when
+	// the provider does not say). A bearer token lacking one gets 403 insufficient_scope.
+	// Default: none.
+	Scopes []string `json:"scopes,omitempty"`
 	// Each admits users whose claim has one of the values. Default: none.
 	Claims []ClaimRule `json:"claims,omitempty"`
 	// A CEL expression over `claims` (the user's claims) and `request` (host, method, path,
@@ -35,7 +40,8 @@ func (c *AllowConfig) compile() (*policy.Allow, error) {
 	if c == nil {
 		return nil, nil
 	}
-	rules := policy.AllowRules{Emails: c.Emails, Domains: c.Domains, Groups: c.Groups, Expression: c.Expression}
+	rules := policy.AllowRules{Emails: c.Emails, Domains: c.Domains, Groups: c.Groups, Scopes: c.Scopes,
+		Expression: c.Expression}
 	for _, r := range c.Claims {
 		rules.Claims = append(rules.Claims, policy.ClaimRule{Claim: r.Claim, Values: r.Values})
 	}

@@ -4,10 +4,8 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
-	"hash/maphash"
 	"net/http"
-	"sync"
-	"time"
+	"strings"
 
 	"github.com/relyingparty/caddy-oidc-auth/internal/claims"
 	"github.com/relyingparty/caddy-oidc-auth/internal/session"
@@ -26,6 +24,13 @@ func providerKey(issuer, clientID string) string {
 
 // authorize decides whether the session may have this request.
 func (h *Handler) authorize(r *http.Request, s *session.Session) error {
+	return h.authorizeAs(r, s, nil, false)
+}
+
+// authorizeAs decides whether the session may have this request. id is its identity when
+// known (nil: read from the session); bearer says the session is a bearer token's, whose
+// missing scopes get RFC 6750's insufficient_scope.
+func (h *Handler) authorizeAs(r *http.Request, s *session.Session, id *claims.Identity, bearer bool) error {
 	if h.allow == nil && !s.Impersonated {
 		return nil
 	}
@@ -38,14 +43,16 @@ func (h *Handler) authorize(r *http.Request, s *session.Session) error {
 		return nil
 	}
 	if !cached {
-		id, err := identityOf(s, h.groupsClaim())
-		if err != nil {
-			return refuse(errDenied, evAccessDenied, "the session's claims do not decode").about(entryFor(s))
+		if id == nil {
+			var err error
+			if id, err = identityOf(s, h.groupsClaim()); err != nil {
+				return refuse(errDenied, evAccessDenied, "the session's claims do not decode").about(entryFor(s))
+			}
 		}
-		d = decision{id: id, until: s.Expires}
+		d = decision{id: id}
 	}
-	d.refusal = h.decide(r, s, d.id)
-	h.decisions.put(s.ID, d, now)
+	d.refusal = h.decide(r, s, d.id, bearer)
+	h.decisions.put(s.ID, d, s.Expires, now)
 	if d.refusal != nil {
 		return d.refusal
 	}
@@ -53,7 +60,7 @@ func (h *Handler) authorize(r *http.Request, s *session.Session) error {
 }
 
 // decide applies the impersonation policy (to an impersonated session) and the allow rules.
-func (h *Handler) decide(r *http.Request, s *session.Session, id *claims.Identity) *refusal {
+func (h *Handler) decide(r *http.Request, s *session.Session, id *claims.Identity, bearer bool) *refusal {
 	req := requestVars(r)
 	if s.Impersonated {
 		if h.imp == nil {
@@ -62,6 +69,9 @@ func (h *Handler) decide(r *http.Request, s *session.Session, id *claims.Identit
 		if ok, why := h.imp.Decide(r.Context(), id, req); !ok {
 			return refuse(errImpersonationRefused, evAccessDenied, "impersonation: "+why).about(entryFor(s))
 		}
+	}
+	if missing := h.allow.MissingScopes(id.Scopes); bearer && missing != nil {
+		return h.insufficientScope(s, missing)
 	}
 	if ok, why := h.allow.Admit(r.Context(), id, req); !ok {
 		return refuse(errDenied, evAccessDenied, why).about(entryFor(s))
@@ -92,6 +102,7 @@ func identityOf(s *session.Session, groupsClaim string) (*claims.Identity, error
 	}
 	id := claims.NewIdentity(c, groupsClaim)
 	id.Groups, id.Name, id.Username = s.Groups, s.Name, s.PreferredUsername
+	id.Scopes = strings.Fields(s.Scopes)
 	if s.Impersonated {
 		id.Imp = &claims.Impersonator{ID: s.ImpersonatorID, Email: s.ImpersonatorEmail, EmailVerified: s.ImpersonatorEmailVerified}
 	}
@@ -126,80 +137,12 @@ func (h *Handler) ruleClaims(c claims.Set) string {
 type decision struct {
 	id      *claims.Identity
 	refusal *refusal // nil: allowed
-	until   time.Time
 }
 
-// decisionCache keeps decisions per session ID, bounded: a full shard forgets its expired
-// entries, then any one.
-type decisionCache struct {
-	seed   maphash.Seed
-	shards [16]decisionShard
-}
-
-type decisionShard struct {
-	mu sync.Mutex
-	m  map[string]decision
-}
-
+// maxDecisionsPerShard bounds the decisions kept: 16 shards of it.
 const maxDecisionsPerShard = 4096
 
-func newDecisionCache() *decisionCache {
-	c := &decisionCache{seed: maphash.MakeSeed()}
-	for i := range c.shards {
-		c.shards[i].m = make(map[string]decision)
-	}
-	return c
-}
-
-func (c *decisionCache) shard(id string) *decisionShard {
-	return &c.shards[maphash.String(c.seed, id)%uint64(len(c.shards))]
-}
-
-func (c *decisionCache) get(id string, now time.Time) (decision, bool) {
-	sh := c.shard(id)
-	sh.mu.Lock()
-	d, ok := sh.m[id]
-	sh.mu.Unlock()
-	if !ok || !now.Before(d.until) {
-		return decision{}, false
-	}
-	return d, true
-}
-
-func (c *decisionCache) put(id string, d decision, now time.Time) {
-	sh := c.shard(id)
-	sh.mu.Lock()
-	defer sh.mu.Unlock()
-	if _, ok := sh.m[id]; !ok && len(sh.m) >= maxDecisionsPerShard {
-		for k, old := range sh.m {
-			if !now.Before(old.until) {
-				delete(sh.m, k)
-			}
-		}
-		for k := range sh.m {
-			if len(sh.m) < maxDecisionsPerShard {
-				break
-			}
-			delete(sh.m, k)
-		}
-	}
-	sh.m[id] = d
-}
-
-func (c *decisionCache) drop(id string) {
-	sh := c.shard(id)
-	sh.mu.Lock()
-	delete(sh.m, id)
-	sh.mu.Unlock()
-}
-
-// len is the number of decisions kept.
-func (c *decisionCache) len() int {
-	n := 0
-	for i := range c.shards {
-		c.shards[i].mu.Lock()
-		n += len(c.shards[i].m)
-		c.shards[i].mu.Unlock()
-	}
-	return n
+// newDecisionCache keeps decisions per session ID, never past the session's end.
+func newDecisionCache() *expiringCache[decision] {
+	return newExpiringCache[decision](maxDecisionsPerShard)
 }

@@ -12,12 +12,12 @@ func TestTheDecisionCacheIsBoundedAndForgetsEndedSessions(t *testing.T) {
 	t.Parallel()
 	c := newDecisionCache()
 	now := unitNow
-	c.put("gone", decision{until: now.Add(time.Minute)}, now)
+	c.put("gone", decision{}, now.Add(time.Minute), now)
 	if _, ok := c.get("gone", now.Add(time.Minute)); ok {
 		t.Error("a decision outlived its session")
 	}
 	for i := range len(c.shards)*maxDecisionsPerShard + 500 {
-		c.put("s"+strconv.Itoa(i), decision{until: now.Add(time.Hour)}, now)
+		c.put("s"+strconv.Itoa(i), decision{}, now.Add(time.Hour), now)
 	}
 	if n := c.len(); n > len(c.shards)*maxDecisionsPerShard {
 		t.Errorf("%d decisions kept, more than the bound %d", n, len(c.shards)*maxDecisionsPerShard)

@@ -65,6 +65,9 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		case "impersonation":
 			h.Impersonation = new(ImpersonationConfig)
 			err = h.Impersonation.unmarshal(d)
+		case "bearer":
+			h.Bearer = new(BearerConfig)
+			err = h.Bearer.unmarshal(d)
 		case "headers":
 			h.Headers = new(HeadersConfig)
 			err = h.Headers.unmarshal(d)
@@ -139,6 +142,8 @@ func (a *AllowConfig) unmarshal(d *caddyfile.Dispenser) error {
 			err = appendArgs(d, &a.Groups)
 		case "groups_claim":
 			err = oneArg(d, &a.GroupsClaim)
+		case "scopes":
+			err = appendArgs(d, &a.Scopes)
 		case "claim":
 			var args []string
 			if err = someArgs(d, &args); err == nil && len(args) < 2 {
@@ -151,6 +156,36 @@ func (a *AllowConfig) unmarshal(d *caddyfile.Dispenser) error {
 			err = oneArg(d, &a.Expression)
 		default:
 			return d.Errf("unrecognized oidc_auth allow option %q", opt)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// unmarshal reads `bearer [only] [{ audience A; clock_skew D; only }]`.
+func (c *BearerConfig) unmarshal(d *caddyfile.Dispenser) error {
+	for d.NextArg() {
+		if d.Val() != "only" {
+			return d.Errf("bearer takes only the argument only, not %q", d.Val())
+		}
+		c.Only = true
+	}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		var err error
+		switch opt := d.Val(); opt {
+		case "audience":
+			err = oneArg(d, &c.Audience)
+		case "clock_skew":
+			err = durationArg(d, &c.ClockSkew)
+		case "only":
+			c.Only = true
+			if d.NextArg() {
+				err = d.ArgErr()
+			}
+		default:
+			return d.Errf("unrecognized oidc_auth bearer option %q", opt)
 		}
 		if err != nil {
 			return err
@@ -223,6 +258,7 @@ func (c *HeadersConfig) unmarshal(d *caddyfile.Dispenser) error {
 		"user": &c.User, "email": &c.Email, "preferred_username": &c.PreferredUsername,
 		"groups": &c.Groups, "impersonated": &c.Impersonated, "impersonator": &c.Impersonator,
 		"impersonator_email": &c.ImpersonatorEmail, "access_token": &c.AccessToken, "id_token": &c.IDToken,
+		"scopes": &c.Scopes,
 	}
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
 		opt := d.Val()

@@ -220,9 +220,12 @@ func (h *Handler) redeem(v *verification, code string, a *attempt, now time.Time
 	if subtle.ConstantTimeCompare([]byte(idt.Nonce), []byte(a.Nonce)) != 1 {
 		return nil, "", nil, loginFailed(errBadCallback, "nonce does not match")
 	}
-	id, err := v.identify(idt, tok.AccessToken)
+	id, err := v.identify(idt, tok)
 	if err != nil {
 		return nil, "", nil, err
+	}
+	if id.Scopes == nil {
+		id.Scopes = h.Scopes // RFC 6749 §5.1: the scopes requested
 	}
 	return tok, raw, id, nil
 }

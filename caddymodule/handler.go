@@ -17,6 +17,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	if h.choices != nil {
 		return h.serveChoices(w, r, next)
 	}
+	// A bearer token is read before the managed headers go: Authorization may be one of them
+	// (headers { access_token Authorization }), and is then set again from the verified token.
+	var cred bearerOffer
+	if h.Bearer != nil {
+		cred = readBearer(r.Header)
+	}
 	h.headers.strip(r.Header)
 	if r.Trailer != nil {
 		if h.headers.declaresManagedTrailer(r.Trailer) {
@@ -31,6 +37,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		}
 	}
 
+	if h.Bearer != nil && (cred.present || h.Bearer.Only) {
+		return h.serveBearer(w, r, next, cred)
+	}
 	s := h.currentSession(w, r)
 	if s == nil {
 		return h.answer(w, r, h.unauthenticated(w, r))
@@ -38,6 +47,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	if err := h.authorize(r, s); err != nil {
 		return h.answer(w, r, err)
 	}
+	return h.pass(w, r, next, s)
+}
+
+// pass sends an authenticated request on with its identity: the headers, the placeholders,
+// and without the module's own cookies.
+func (h *Handler) pass(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, s *session.Session) error {
 	h.headers.set(r.Header, s)
 	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
 		publishPlaceholders(repl, s)
@@ -85,6 +100,9 @@ func (h *Handler) endpoint(path string) func(http.ResponseWriter, *http.Request)
 func (h *Handler) unauthenticated(w http.ResponseWriter, r *http.Request) error {
 	if h.unauthMode == redirectNavigations && isNavigation(r) {
 		return h.startLogin(w, r, safeReturnTo(r.URL.RequestURI(), "/"))
+	}
+	if h.Bearer != nil {
+		return bearerMissing()
 	}
 	return refuse(errUnauthenticated, "", "")
 }

@@ -38,6 +38,9 @@ type HeadersConfig struct {
 	AccessToken string `json:"access_token,omitempty"`
 	// The raw ID token. Default: off.
 	IDToken string `json:"id_token,omitempty"`
+	// The granted OAuth scopes, space-separated. Default: off (a client's X-Forwarded-Scopes
+	// is removed all the same).
+	Scopes string `json:"scopes,omitempty"`
 	// Further claims, by name or dotted path, each to its own header. Default: none.
 	Claims []HeaderClaim `json:"claims,omitempty"`
 }
@@ -60,6 +63,7 @@ var defaultHeaders = HeadersConfig{
 	Impersonator:                "X-Forwarded-Impersonator",
 	ImpersonatorEmail:           "X-Forwarded-Impersonator-Email",
 	ImpersonatorEmailUnverified: "X-Forwarded-Impersonator-Email-Unverified",
+	Scopes:                      "X-Forwarded-Scopes",
 }
 
 // headerPlan is HeadersConfig resolved once at provision: canonical names, "" for off, and
@@ -67,7 +71,7 @@ var defaultHeaders = HeadersConfig{
 type headerPlan struct {
 	user, email, username, groups, impersonated, impersonator, impersonatorEmail string
 	impersonatorEmailUnverified                                                  string
-	accessToken, idToken                                                         string
+	accessToken, idToken, scopes                                                 string
 	bearer                                                                       bool
 	claims                                                                       []HeaderClaim
 	managed                                                                      []string
@@ -85,6 +89,7 @@ func newHeaderPlan(c *HeadersConfig) headerPlan {
 		impersonatorEmailUnverified: pick(c.ImpersonatorEmailUnverified, defaultHeaders.ImpersonatorEmailUnverified),
 		accessToken:                 pick(c.AccessToken, ""),
 		idToken:                     pick(c.IDToken, ""),
+		scopes:                      pick(c.Scopes, ""),
 	}
 	p.bearer = strings.EqualFold(p.accessToken, "Authorization")
 	for _, hc := range c.Claims {
@@ -95,7 +100,7 @@ func newHeaderPlan(c *HeadersConfig) headerPlan {
 		p.impersonatorEmail, p.accessToken, p.idToken,
 		defaultHeaders.User, defaultHeaders.Email, defaultHeaders.PreferredUsername, defaultHeaders.Groups,
 		defaultHeaders.Impersonated, defaultHeaders.Impersonator, defaultHeaders.ImpersonatorEmail,
-		p.impersonatorEmailUnverified, defaultHeaders.ImpersonatorEmailUnverified}
+		p.impersonatorEmailUnverified, defaultHeaders.ImpersonatorEmailUnverified, p.scopes, defaultHeaders.Scopes}
 	for _, hc := range p.claims {
 		names = append(names, hc.Header)
 	}
@@ -259,6 +264,7 @@ func (p *headerPlan) set(h http.Header, s *session.Session) {
 		// one would take it for the user's own.
 		put(p.idToken, s.IDToken)
 	}
+	put(p.scopes, claims.HeaderSafe(s.Scopes))
 	for _, hc := range p.claims {
 		if v, ok := s.ClaimValue(hc.Claim); ok {
 			put(hc.Header, v)

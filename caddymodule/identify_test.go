@@ -8,6 +8,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
+	"golang.org/x/oauth2"
 	"net/http"
 	"net/http/httptest"
 	"testing"
@@ -113,7 +114,7 @@ func TestIdentifyKeepsSignedClaimsAndReadsImpersonationFromEitherSource(t *testi
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			f := newIdentifyFixture(t, http.StatusOK, tc.userinfo)
-			id, err := f.verification(mapping).identify(f.idToken(t, tc.idToken), "token")
+			id, err := f.verification(mapping).identify(f.idToken(t, tc.idToken), &oauth2.Token{AccessToken: "token"})
 			if err != nil {
 				t.Fatalf("identify: %v", err)
 			}
@@ -146,7 +147,7 @@ func TestIdentifyFailures(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			f := newIdentifyFixture(t, tc.status, tc.userinfo)
-			_, err := f.verification(claims.Mapping{}).identify(f.idToken(t, map[string]any{"sub": "u1"}), "token")
+			_, err := f.verification(claims.Mapping{}).identify(f.idToken(t, map[string]any{"sub": "u1"}), &oauth2.Token{AccessToken: "token"})
 			if got := pageOf(err); got != tc.want {
 				t.Errorf("got %v, want %v", got, tc.want)
 			}

@@ -3,6 +3,7 @@ package caddymodule
 import (
 	"errors"
 	"net/http"
+	"strings"
 	"time"
 
 	"golang.org/x/oauth2"
@@ -17,30 +18,15 @@ import (
 // need: the access token only when it may be forwarded, the refresh token only with refresh on.
 func (h *Handler) newSession(id *claims.Identity, tok *oauth2.Token, rawIDToken, audience string, now time.Time) *session.Session {
 	s := &session.Session{
-		ID:                randomToken(16),
-		Subject:           id.Subject,
-		EmailVerified:     id.EmailVerified,
-		Name:              id.Name,
-		PreferredUsername: id.Username,
-		Groups:            id.Groups,
-		TokenAudience:     audience,
-		TokenExpiry:       tok.Expiry,
-		RuleClaims:        h.ruleClaims(id.Claims),
-		Provider:          h.provKey,
-		SID:               id.Claims.Str("sid"),
-		Created:           now,
-		LastSeen:          now,
-		Expires:           now.Add(time.Duration(h.SessionLifetime)),
+		ID:            randomToken(16),
+		TokenAudience: audience,
+		TokenExpiry:   tok.Expiry,
+		Provider:      h.provKey,
+		Created:       now,
+		LastSeen:      now,
+		Expires:       now.Add(time.Duration(h.SessionLifetime)),
 	}
-	if id.EmailVerified {
-		// An unverified address is anyone's to type: it is never passed on as identity.
-		s.Email = id.Email
-	}
-	for _, name := range h.keep {
-		if v, ok := id.Claims.Lookup(name); ok {
-			s.Claims = append(s.Claims, session.Claim{Name: name, Value: claims.Render(v)})
-		}
-	}
+	h.fillIdentity(s, id)
 	if audience != "" && h.headers.accessToken != "" {
 		s.AccessToken = tok.AccessToken
 		if !h.Refresh && !tok.Expiry.IsZero() && tok.Expiry.Before(s.Expires) {
@@ -54,8 +40,6 @@ func (h *Handler) newSession(id *claims.Identity, tok *oauth2.Token, rawIDToken,
 		s.RefreshToken = tok.RefreshToken
 	}
 	if id.Imp != nil {
-		s.Impersonated = true
-		s.ImpersonatorID, s.ImpersonatorEmail, s.ImpersonatorEmailVerified = id.Imp.ID, id.Imp.Email, id.Imp.EmailVerified
 		// lifetime caps an impersonation: the earliest of session_lifetime, lifetime and the
 		// token's expiry.
 		if capped := now.Add(h.imp.lifetime); capped.Before(s.Expires) {
@@ -66,6 +50,28 @@ func (h *Handler) newSession(id *claims.Identity, tok *oauth2.Token, rawIDToken,
 		}
 	}
 	return s
+}
+
+// fillIdentity writes into s who the identity is: what headers, placeholders and rules read.
+func (h *Handler) fillIdentity(s *session.Session, id *claims.Identity) {
+	s.Subject, s.Name, s.PreferredUsername, s.Groups = id.Subject, id.Name, id.Username, id.Groups
+	s.EmailVerified = id.EmailVerified
+	if id.EmailVerified {
+		// An unverified address is anyone's to type: it is never passed on as identity.
+		s.Email = id.Email
+	}
+	s.RuleClaims = h.ruleClaims(id.Claims)
+	s.Scopes = strings.Join(id.Scopes, " ")
+	s.SID = id.Claims.Str("sid")
+	for _, name := range h.keep {
+		if v, ok := id.Claims.Lookup(name); ok {
+			s.Claims = append(s.Claims, session.Claim{Name: name, Value: claims.Render(v)})
+		}
+	}
+	if id.Imp != nil {
+		s.Impersonated = true
+		s.ImpersonatorID, s.ImpersonatorEmail, s.ImpersonatorEmailVerified = id.Imp.ID, id.Imp.Email, id.Imp.EmailVerified
+	}
 }
 
 // issueSession sets the session cookie, audits the login and sends the browser on. An

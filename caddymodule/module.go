@@ -66,6 +66,9 @@ type Handler struct {
 	Providers []string `json:"providers,omitempty"`
 	// Who may in. Default: every authenticated user.
 	Allow *AllowConfig `json:"allow,omitempty"`
+	// Present = API clients may authenticate with an access token (Authorization: Bearer).
+	// Default: absent (bearer tokens are not read).
+	Bearer *BearerConfig `json:"bearer,omitempty"`
 	// Present = impersonated sign-ins are accepted under this policy. Default: absent (refused).
 	Impersonation *ImpersonationConfig `json:"impersonation,omitempty"`
 	// The identity headers sent upstream. Default: see HeadersConfig.
@@ -82,28 +85,30 @@ type Handler struct {
 	// named by "backend". Default: memory (this process only, kept across config reloads).
 	StoreRaw json.RawMessage `json:"store,omitempty" caddy:"namespace=http.handlers.oidc_auth.stores inline_key=backend"`
 
-	sealer       *session.Sealer
-	jar          session.Jar
-	states       stateKeys
-	prefix       string // the endpoints' path prefix, e.g. /oauth2/
-	callbackName string // the redirect URI's last path element, e.g. callback
-	callbackPath string // the callback's path on this host, e.g. /oauth2/callback
-	retryURL     string // where "sign in again" links go
-	unauthMode   unauthenticatedMode
-	provider     *provider
-	allow        *policy.Allow
-	imp          *impersonationPolicy
-	headers      headerPlan
-	keep         []string // claims kept in the session for headers and placeholders
-	needs        policy.Needs
-	provKey      string // the provider and client sessions must belong to
-	decisions    *decisionCache
-	metrics      *metrics
-	tickets      *ticketCache // server-side sessions recently read
-	store        store.Store
-	ownStore     *MemoryStore // the default store, when no store module is configured
-	choices      []*Handler   // with several providers: one handler each (chooser.go)
-	providerName string       // the name of the provider taken from the oidc_auth app, if any
+	sealer         *session.Sealer
+	jar            session.Jar
+	states         stateKeys
+	prefix         string // the endpoints' path prefix, e.g. /oauth2/
+	callbackName   string // the redirect URI's last path element, e.g. callback
+	callbackPath   string // the callback's path on this host, e.g. /oauth2/callback
+	retryURL       string // where "sign in again" links go
+	unauthMode     unauthenticatedMode
+	provider       *provider
+	allow          *policy.Allow
+	imp            *impersonationPolicy
+	headers        headerPlan
+	keep           []string // claims kept in the session for headers and placeholders
+	needs          policy.Needs
+	provKey        string // the provider and client sessions must belong to
+	decisions      *expiringCache[decision]
+	bearers        *expiringCache[*bearer] // verified bearer tokens, by the token
+	bearerAudience string
+	metrics        *metrics
+	tickets        *expiringCache[string] // sealed server-side sessions recently read
+	store          store.Store
+	ownStore       *MemoryStore // the default store, when no store module is configured
+	choices        []*Handler   // with several providers: one handler each (chooser.go)
+	providerName   string       // the name of the provider taken from the oidc_auth app, if any
 	// per-client budgets of callbacks that reach the provider (limiter.go)
 	unsolicitedLimit, failureLimit *callbackLimiter
 	logger                         *zap.Logger
@@ -155,6 +160,15 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	h.ClientSecret = repl.ReplaceKnown(h.ClientSecret, "")
 	h.RedirectURI = repl.ReplaceKnown(h.RedirectURI, "")
 	h.Audience = repl.ReplaceKnown(h.Audience, "")
+	if h.Bearer != nil {
+		h.bearerAudience = repl.ReplaceKnown(h.Bearer.Audience, "")
+		if h.bearerAudience == "" {
+			h.bearerAudience = h.Audience
+		}
+		if h.Bearer.ClockSkew == 0 {
+			h.Bearer.ClockSkew = caddy.Duration(defaultBearerSkew)
+		}
+	}
 	secrets := make([]string, 0, len(h.SessionSecrets))
 	for _, s := range h.SessionSecrets {
 		if s = repl.ReplaceKnown(s, ""); s != "" {
@@ -216,6 +230,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		h.needs = policy.Union(h.needs, h.imp.Needs())
 	}
 	h.decisions = newDecisionCache()
+	if h.Bearer != nil {
+		h.bearers = newExpiringCache[*bearer](maxBearersPerShard)
+	}
 	h.tickets = newTicketCache()
 	h.metrics = newMetrics(ctx.GetMetricsRegistry())
 	if err := h.provisionStore(ctx); err != nil {

@@ -63,6 +63,12 @@ var (
 		"The identity provider sent more about this account than fits in a session (too many groups or claims?).", ""}
 	errUnauthenticated = &pageError{http.StatusUnauthorized, "unauthenticated", "Sign-in required",
 		"You need to sign in to use this site.", ""}
+	errInvalidToken = &pageError{http.StatusUnauthorized, "invalid_token", "Access token refused",
+		"The access token is not valid here: expired, for another audience, or not signed by the identity provider.", ""}
+	errBearerRequest = &pageError{http.StatusBadRequest, "invalid_request", "Bad request",
+		"The request does not carry one bearer token as RFC 6750 describes.", ""}
+	errInsufficientScope = &pageError{http.StatusForbidden, "insufficient_scope", "Access denied",
+		"The access token does not grant the scopes this resource requires.", ""}
 	errMethod = &pageError{http.StatusMethodNotAllowed, "method_not_allowed", "Not allowed",
 		"This address does not accept that kind of request.", ""}
 	errTooManyAttempts = &pageError{http.StatusTooManyRequests, "too_many_attempts", "Too many sign-in attempts",

@@ -44,6 +44,8 @@ func publishPlaceholders(repl *caddy.Replacer, s *session.Session) {
 			return s.ID, true
 		case "token_audience":
 			return tokenAudience(s), true
+		case "scopes":
+			return claims.HeaderSafe(s.Scopes), true
 		}
 		if name, ok := strings.CutPrefix(key, prefix+"claims."); ok {
 			return s.ClaimValue(name)

@@ -57,6 +57,7 @@ type discovered struct {
 	endpoint      oauth2.Endpoint
 	userinfoURL   string
 	endSessionURL string
+	keys          *keySet // the signing keys, for bearer tokens
 }
 
 // providerConfig is what the provider needs of the module's configuration.
@@ -138,6 +139,7 @@ func (p *provider) discover() (*discovered, error) {
 	var meta struct {
 		EndSession  string   `json:"end_session_endpoint"`
 		AuthMethods []string `json:"token_endpoint_auth_methods_supported"`
+		JWKSURI     string   `json:"jwks_uri"`
 	}
 	if err := op.Claims(&meta); err != nil {
 		return nil, fmt.Errorf("decoding discovery document: %w", err)
@@ -150,6 +152,7 @@ func (p *provider) discover() (*discovered, error) {
 		endpoint:      op.Endpoint(),
 		userinfoURL:   op.UserInfoEndpoint(),
 		endSessionURL: meta.EndSession,
+		keys:          &keySet{url: meta.JWKSURI, client: p.client, timeout: p.cfg.timeout, now: p.cfg.now, logger: p.cfg.logger},
 	}
 	d.endpoint.AuthStyle = p.cfg.clientAuth.style(meta.AuthMethods)
 	if p.cfg.audience != "" {

@@ -3,6 +3,7 @@ package caddymodule
 import (
 	"errors"
 	"net/http"
+	"strings"
 	"time"
 
 	"go.uber.org/zap"
@@ -69,16 +70,19 @@ func (h *Handler) refresh(r *http.Request, s *session.Session) error {
 			return errRefreshRefused
 		}
 		// The renewed identity passes the allow rules again, and its claims replace the old.
-		id, err := v.identify(idt, tok.AccessToken)
+		id, err := v.identify(idt, tok)
 		if err != nil {
 			return errors.New("identifying the refreshed tokens")
+		}
+		if id.Scopes == nil {
+			id.Scopes = strings.Fields(s.Scopes) // RFC 6749 §5.1: as originally granted
 		}
 		if ok, _ := h.allow.Admit(v.ctx, id, requestVars(r)); !ok || id.Imp != nil {
 			return errNoLongerAdmitted
 		}
 		fresh := h.newSession(id, tok, raw, s.TokenAudience, h.now())
 		s.Email, s.EmailVerified, s.Name, s.PreferredUsername = fresh.Email, fresh.EmailVerified, fresh.Name, fresh.PreferredUsername
-		s.Groups, s.Claims, s.RuleClaims = fresh.Groups, fresh.Claims, fresh.RuleClaims
+		s.Groups, s.Claims, s.RuleClaims, s.Scopes = fresh.Groups, fresh.Claims, fresh.RuleClaims, fresh.Scopes
 		h.decisions.drop(s.ID)
 		if s.IDToken != "" {
 			s.IDToken = raw

@@ -19,6 +19,8 @@ type refusal struct {
 	entry      auditEntry // who it is about, and the reason
 	cause      error      // for the operator's log; never shown
 	retryAfter int        // seconds, for a 429
+	challenge  string     // WWW-Authenticate, for a bearer token refused (RFC 6750)
+	api        bool       // answered in JSON whatever the request accepts
 }
 
 // Error is the sentence the person sees: {err.message} in a handle_errors block.
@@ -87,6 +89,9 @@ func (h *Handler) answer(w http.ResponseWriter, r *http.Request, err error) erro
 	if rf.retryAfter > 0 {
 		w.Header().Set("Retry-After", strconv.Itoa(rf.retryAfter))
 	}
+	if rf.challenge != "" {
+		w.Header().Set("WWW-Authenticate", rf.challenge)
+	}
 	if routedStatuses[rf.page.Status] && hasErrorRoutes(r) {
 		w.Header().Set("Cache-Control", "no-store")
 		if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
@@ -98,6 +103,10 @@ func (h *Handler) answer(w http.ResponseWriter, r *http.Request, err error) erro
 			repl.Set("oidc_auth.error.retry", h.startURL("/"))
 		}
 		return caddyhttp.Error(rf.page.Status, rf)
+	}
+	if rf.api {
+		writeJSON(w, rf.page.Status, errorBody{rf.page.Code, rf.page.Message})
+		return nil
 	}
 	h.writeError(w, r, rf.page)
 	return nil

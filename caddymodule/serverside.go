@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"net/http"
-	"sync"
 	"time"
 
 	"github.com/relyingparty/caddy-oidc-auth/internal/session"
@@ -26,45 +25,10 @@ var (
 	errTooLarge = errors.New("session too large for cookies")
 )
 
-type ticketCache struct {
-	mu sync.Mutex
-	m  map[string]cachedSession
-}
-
-type cachedSession struct {
-	sealed string
-	at     time.Time
-}
-
-func newTicketCache() *ticketCache { return &ticketCache{m: map[string]cachedSession{}} }
-
-func (c *ticketCache) get(id string, now time.Time) (string, bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	e, ok := c.m[id]
-	if !ok || now.Sub(e.at) > ticketCacheTTL {
-		return "", false
-	}
-	return e.sealed, true
-}
-
-func (c *ticketCache) put(id, sealed string, now time.Time) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if _, ok := c.m[id]; !ok && len(c.m) >= maxTicketCache {
-		for k, e := range c.m {
-			if now.Sub(e.at) > ticketCacheTTL || len(c.m) >= maxTicketCache {
-				delete(c.m, k)
-			}
-		}
-	}
-	c.m[id] = cachedSession{sealed: sealed, at: now}
-}
-
-func (c *ticketCache) drop(id string) {
-	c.mu.Lock()
-	delete(c.m, id)
-	c.mu.Unlock()
+// newTicketCache keeps sealed sessions read from the store, by session ID, for
+// ticketCacheTTL.
+func newTicketCache() *expiringCache[string] {
+	return newExpiringCache[string](maxTicketCache / 16)
 }
 
 // fromTicket returns the sealed session a ticket names, from the cache or the store; why is
@@ -88,7 +52,7 @@ func (h *Handler) fromTicket(ctx context.Context, ticket string, now time.Time) 
 	case b == nil:
 		return "", "server-side session gone"
 	}
-	h.tickets.put(id, string(b), now)
+	h.tickets.put(id, string(b), now.Add(ticketCacheTTL), now)
 	return string(b), ""
 }
 
@@ -98,7 +62,8 @@ func (h *Handler) writeServerSide(w http.ResponseWriter, r *http.Request, s *ses
 	if err := h.store.PutSession(r.Context(), s.ID, []byte(sealed), until); err != nil {
 		return err
 	}
-	h.tickets.put(s.ID, sealed, h.now())
+	now := h.now()
+	h.tickets.put(s.ID, sealed, now.Add(ticketCacheTTL), now)
 	if !h.jar.SetChunked(w, r, h.jar.Base, h.sealer.Seal(session.PurposeTicket, []byte(s.ID), until), until) {
 		return errTooLarge
 	}

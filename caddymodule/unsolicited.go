@@ -77,7 +77,7 @@ func (h *Handler) completeUnsolicited(w http.ResponseWriter, r *http.Request, pa
 	if v.d.userinfoURL == "" || tok.AccessToken == "" {
 		return impersonationDenied("no access token for userinfo")
 	}
-	id, err := v.identify(idt, tok.AccessToken)
+	id, err := v.identify(idt, tok)
 	if err != nil {
 		return asDenial(err, nil, who)
 	}
@@ -147,7 +147,7 @@ func (h *Handler) unsolicitedTokens(v *verification, params url.Values, now time
 	if secs, err := strconv.Atoi(params.Get("expires_in")); err == nil && secs > 0 {
 		tok.Expiry = now.Add(time.Duration(secs) * time.Second)
 	}
-	return tok.WithExtra(map[string]any{"id_token": it}), nil
+	return tok.WithExtra(map[string]any{"id_token": it, "scope": params.Get("scope")}), nil
 }
 
 // checkUnsolicitedState applies the state policy; it returns why the state fails, or "".

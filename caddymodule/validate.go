@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"time"
 
 	"github.com/relyingparty/caddy-oidc-auth/internal/session"
 )
@@ -50,6 +51,21 @@ func (h *Handler) validate() error {
 	}
 	if h.SessionLifetime < 0 || h.SessionIdle < 0 {
 		return errors.New("oidc_auth: session_lifetime and session_idle must not be negative")
+	}
+	return h.validateBearer()
+}
+
+// validateBearer checks the bearer block: an audience that is not the client's, a sane skew.
+func (h *Handler) validateBearer() error {
+	switch {
+	case h.Bearer == nil:
+		return nil
+	case h.bearerAudience == "":
+		return errors.New("oidc_auth bearer: an audience is required (bearer { audience ... }, or the handler's audience): the API's identifier at the provider")
+	case h.bearerAudience == h.ClientID:
+		return errors.New("oidc_auth bearer audience: it must not be the client_id, the audience of ID tokens (an ID token is not an access token)")
+	case h.Bearer.ClockSkew < 0 || time.Duration(h.Bearer.ClockSkew) > maxBearerSkew:
+		return fmt.Errorf("oidc_auth bearer clock_skew: between 0 and %s", maxBearerSkew)
 	}
 	return nil
 }

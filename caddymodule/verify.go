@@ -117,7 +117,8 @@ func (v *verification) forAudience(accessToken string) bool {
 // and reads the identity and any impersonation from them. Where both carry a claim, the
 // signed ID token's value is kept; impersonation is read from each source, and either one
 // saying so makes the login impersonated.
-func (v *verification) identify(idt *oidc.IDToken, accessToken string) (*claims.Identity, error) {
+func (v *verification) identify(idt *oidc.IDToken, tok *oauth2.Token) (*claims.Identity, error) {
+	accessToken := tok.AccessToken
 	c := claims.Set{}
 	if err := idt.Claims(&c); err != nil {
 		return nil, loginFailed(errBadCallback, "ID token claims do not decode")
@@ -161,7 +162,18 @@ func (v *verification) identify(idt *oidc.IDToken, accessToken string) (*claims.
 	if impersonated {
 		id.Imp = imp
 	}
+	id.Scopes = grantedScopes(tok)
 	return id, nil
+}
+
+// grantedScopes are the scopes a token response says it grants; nil when it says nothing
+// (RFC 6749 §5.1: then they are those requested, which only the caller knows).
+func grantedScopes(tok *oauth2.Token) []string {
+	s, _ := tok.Extra("scope").(string)
+	if strings.TrimSpace(s) == "" {
+		return nil
+	}
+	return strings.Fields(s)
 }
 
 // userinfoRefused tells a provider's 4xx answer (a bad or foreign access token: the response
