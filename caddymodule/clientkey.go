@@ -122,7 +122,7 @@ func newClientKey(key any) (*clientKey, error) {
 		}
 		k.signer, k.alg = key, "ES256"
 	default:
-		return nil, fmt.Errorf("a %s key; want RSA (%d bits or more) or EC P-256", keyKind(key), minRSABits)
+		return nil, fmt.Errorf("an unsupported key type (%s); want RSA (%d bits or more) or EC P-256", keyKind(key), minRSABits)
 	}
 	var err error
 	if k.kid, err = thumbprint(k.signer.Public()); err != nil {
@@ -131,7 +131,7 @@ func newClientKey(key any) (*clientKey, error) {
 	return k, nil
 }
 
-// keyKind names a key type for an error message: "*ed25519.PrivateKey" → "ed25519".
+// keyKind names a key type for an error message: "ed25519.PrivateKey" → "ed25519".
 func keyKind(key any) string {
 	s := strings.TrimPrefix(fmt.Sprintf("%T", key), "*")
 	if i := strings.IndexByte(s, '.'); i > 0 {
