@@ -246,7 +246,7 @@ type assertingTransport struct {
 func (t *assertingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	key := t.p.cfg.clientKey
 	d := t.p.cur.Load()
-	if key == nil || d == nil || r.Method != http.MethodPost || r.Body == nil || r.URL.String() != d.endpoint.TokenURL {
+	if key == nil || d == nil || r.Method != http.MethodPost || r.Body == nil || !sameURL(r.URL, d.endpoint.TokenURL) {
 		return t.next.RoundTrip(r)
 	}
 	form, err := readForm(r)
@@ -269,6 +269,12 @@ func (t *assertingTransport) RoundTrip(r *http.Request) (*http.Response, error) 
 	r2.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
 	r2.ContentLength = int64(len(body))
 	return t.next.RoundTrip(r2)
+}
+
+// sameURL tells whether u is target as oauth2 sends it: parsed, then written back.
+func sameURL(u *url.URL, target string) bool {
+	t, err := url.Parse(target)
+	return err == nil && u.String() == t.String()
 }
 
 // CloseIdleConnections passes on to the wrapped transport, so Cleanup closes its connections.
