@@ -34,6 +34,8 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			err = oneArg(d, &h.ClientID)
 		case "client_secret":
 			err = oneArg(d, &h.ClientSecret)
+		case "client_key":
+			err = oneArg(d, &h.ClientKeyFile)
 		case "client_auth_method":
 			err = oneArg(d, &h.ClientAuthMethod)
 		case "redirect_uri":

@@ -73,6 +73,11 @@ func TestUnmarshalCaddyfileReadsEveryOption(t *testing.T) {
 			},
 		},
 		{
+			name:  "client_key and client_auth_method private_key_jwt are read",
+			input: "oidc_auth {\n client_key {env.OIDC_CLIENT_KEY}\n client_auth_method private_key_jwt\n}",
+			want:  Handler{ClientKeyFile: "{env.OIDC_CLIENT_KEY}", ClientAuthMethod: "private_key_jwt"},
+		},
+		{
 			name:  "refresh off is read",
 			input: "oidc_auth {\n refresh off\n}",
 			want:  Handler{Refresh: false},
@@ -219,6 +224,10 @@ func TestUnmarshalCaddyfileRefusesMistakes(t *testing.T) {
 			"client_id takes exactly one value, at Testfile:2"},
 		{"client_secret with two values is refused without showing the secret", "oidc_auth {\n client_secret s3cr3t-client-value extra\n}",
 			"client_secret takes exactly one value, at Testfile:2"},
+		{"client_key without a path is refused", "oidc_auth {\n client_key\n}",
+			"client_key takes exactly one value, at Testfile:2"},
+		{"client_key with two paths is refused", "oidc_auth {\n client_key /etc/a.pem /etc/b.pem\n}",
+			"client_key takes exactly one value, at Testfile:2"},
 		{"unauthenticated without a value is refused", "oidc_auth {\n unauthenticated\n}",
 			"unauthenticated takes exactly one value, at Testfile:2"},
 		{"scopes without a value is refused", "oidc_auth {\n scopes\n}",

@@ -3,6 +3,7 @@ package caddymodule
 import (
 	"encoding/json"
 	"io"
+	"maps"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -46,6 +47,8 @@ type harness struct {
 	// set, holds each for that long so that concurrent refreshes overlap.
 	refreshGrants *atomic.Int32
 	slowRefresh   *atomic.Int64
+	// tokenRequests records every request the provider's token endpoint received.
+	tokenRequests *requestLog
 	handler       *Handler
 	clock         *testClock
 	client        *http.Client
@@ -135,7 +138,7 @@ func startHarness(t *testing.T, idpCfg func(*devidp.Config)) (*harness, string) 
 	t.Cleanup(caddyMu.Unlock)
 
 	h := &harness{t: t, clock: new(testClock), tokenStatus: new(atomic.Int32),
-		refreshGrants: new(atomic.Int32), slowRefresh: new(atomic.Int64)}
+		refreshGrants: new(atomic.Int32), slowRefresh: new(atomic.Int64), tokenRequests: new(requestLog)}
 	h.clock.t.Store(time.Now().UnixNano())
 	port := freePort(t)
 	h.siteURL = "http://127.0.0.1:" + port
@@ -162,6 +165,9 @@ func startHarness(t *testing.T, idpCfg func(*devidp.Config)) (*harness, string) 
 	}
 	h.idp = idp
 	h.idpSrv.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasSuffix(r.URL.Path, "/oauth/token") {
+			h.tokenRequests.record(r)
+		}
 		if st := int(h.tokenStatus.Load()); st != 0 && strings.HasSuffix(r.URL.Path, "/oauth/token") {
 			code := "invalid_grant"
 			if st == http.StatusTooManyRequests {
@@ -186,6 +192,33 @@ func startHarness(t *testing.T, idpCfg func(*devidp.Config)) (*harness, string) 
 	jar, _ := cookiejar.New(nil)
 	h.client = &http.Client{Jar: jar, Timeout: 20 * time.Second}
 	return h, port
+}
+
+// requestLog records what requests carried: their form and whether they had HTTP Basic
+// credentials.
+type requestLog struct {
+	mu   sync.Mutex
+	reqs []loggedRequest
+}
+
+type loggedRequest struct {
+	form  url.Values
+	basic bool
+}
+
+func (l *requestLog) record(r *http.Request) {
+	_ = r.ParseForm() // the provider reads the parsed form as it is
+	_, _, basic := r.BasicAuth()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.reqs = append(l.reqs, loggedRequest{form: maps.Clone(r.PostForm), basic: basic})
+}
+
+// all returns the requests recorded so far, oldest first.
+func (l *requestLog) all() []loggedRequest {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]loggedRequest(nil), l.reqs...)
 }
 
 // handlerJSON encodes an HTTP handler module's configuration as Caddy's JSON config names it:

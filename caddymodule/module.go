@@ -29,8 +29,15 @@ type Handler struct {
 	Issuer string `json:"issuer,omitempty"`
 	// The client (application) ID registered at the provider. Required.
 	ClientID string `json:"client_id,omitempty"`
-	// The client secret. Required for the code exchange of confidential clients.
+	// The client secret. Required for the code exchange of confidential clients that do not
+	// use client_key_file.
 	ClientSecret string `json:"client_secret,omitempty"`
+	// The client's private key, a PEM file (PKCS#8, PKCS#1 RSA or SEC 1 EC): the client then
+	// authenticates at the token endpoint with private_key_jwt (RFC 7523), a short-lived JWT
+	// signed RS256 with an RSA key of 2048 bits or more, or ES256 with a P-256 key, whose kid
+	// is the RFC 7638 thumbprint of the public key. Register the public key at the provider.
+	// Caddyfile: client_key. Default: none.
+	ClientKeyFile string `json:"client_key_file,omitempty"`
 	// Where the provider sends the browser back: a path on the request's own host
 	// ("/oauth2/callback") or an absolute URL. Its directory holds the module's endpoints
 	// (start, logout, userinfo, impersonation/...). Default: /oauth2/callback.
@@ -38,8 +45,9 @@ type Handler struct {
 	// Scopes requested. Default: openid profile email.
 	Scopes []string `json:"scopes,omitempty"`
 	// How the client authenticates at the token endpoint: client_secret_basic,
-	// client_secret_post, or auto (what the provider's discovery document lists, preferring
-	// client_secret_basic). Default: auto.
+	// client_secret_post, private_key_jwt (needs client_key_file), or auto (private_key_jwt
+	// when client_key_file is set, otherwise what the provider's discovery document lists,
+	// preferring client_secret_basic). Default: auto.
 	ClientAuthMethod string `json:"client_auth_method,omitempty"`
 	// Sent as the `audience` authorization parameter (Auth0) when set. An access token is
 	// forwarded upstream only when it verifies for this audience. Default: none.
@@ -158,6 +166,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	h.Issuer = repl.ReplaceKnown(h.Issuer, "")
 	h.ClientID = repl.ReplaceKnown(h.ClientID, "")
 	h.ClientSecret = repl.ReplaceKnown(h.ClientSecret, "")
+	h.ClientKeyFile = repl.ReplaceKnown(h.ClientKeyFile, "")
 	h.RedirectURI = repl.ReplaceKnown(h.RedirectURI, "")
 	h.Audience = repl.ReplaceKnown(h.Audience, "")
 	if h.Bearer != nil {
@@ -202,6 +211,17 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return err
 	}
 
+	clientAuth := clientAuths[h.ClientAuthMethod]
+	var clientKey *clientKey
+	if h.ClientKeyFile != "" {
+		// validate allowed a key only with private_key_jwt, or with auto and no secret.
+		clientAuth = clientAuthPrivateKeyJWT
+		var err error
+		if clientKey, err = loadClientKey(h.ClientKeyFile); err != nil {
+			return fmt.Errorf("oidc_auth client_key %q: %w", h.ClientKeyFile, err)
+		}
+	}
+
 	var err error
 	if h.sealer, err = session.NewSealer(h.SessionSecrets); err != nil {
 		return fmt.Errorf("oidc_auth session_secret: %w", err)
@@ -240,7 +260,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	h.store = meteredStore{h.store, h.metrics}
 	h.provider = newProvider(ctx, providerConfig{issuer: h.Issuer, clientID: h.ClientID, clientSecret: h.ClientSecret,
-		audience: h.Audience, scopes: h.Scopes, clientAuth: clientAuths[h.ClientAuthMethod], now: clock, logger: h.logger,
+		audience: h.Audience, scopes: h.Scopes, clientAuth: clientAuth, clientKey: clientKey, now: clock, logger: h.logger,
 		metrics: h.metrics})
 	h.unsolicitedLimit, h.failureLimit = newCallbackLimiter(), newCallbackLimiter()
 	return nil

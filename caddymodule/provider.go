@@ -66,6 +66,7 @@ type providerConfig struct {
 	audience                       string // "" = access tokens are never checked for an audience
 	scopes                         []string
 	clientAuth                     clientAuth
+	clientKey                      *clientKey    // signs client assertions; nil unless private_key_jwt
 	timeout                        time.Duration // bounds every call; 0 = providerTimeout
 	metrics                        *metrics
 	now                            func() time.Time
@@ -78,7 +79,11 @@ func newProvider(ctx context.Context, cfg providerConfig) *provider {
 	}
 	// A transport of its own: closing its idle connections at Cleanup touches no one else's.
 	p := &provider{cfg: cfg}
-	transport := &timedTransport{next: http.DefaultTransport.(*http.Transport).Clone(), m: cfg.metrics, endpoint: p.endpointOf}
+	var base http.RoundTripper = http.DefaultTransport.(*http.Transport).Clone()
+	if cfg.clientKey != nil {
+		base = &assertingTransport{next: base, p: p}
+	}
+	transport := &timedTransport{next: base, m: cfg.metrics, endpoint: p.endpointOf}
 	p.client = &http.Client{Timeout: cfg.timeout, Transport: transport}
 	p.ctx = oidc.ClientContext(ctx, p.client)
 	return p
@@ -155,6 +160,11 @@ func (p *provider) discover() (*discovered, error) {
 		keys:          &keySet{url: meta.JWKSURI, client: p.client, timeout: p.cfg.timeout, now: p.cfg.now, logger: p.cfg.logger},
 	}
 	d.endpoint.AuthStyle = p.cfg.clientAuth.style(meta.AuthMethods)
+	if p.cfg.clientAuth == clientAuthPrivateKeyJWT && len(meta.AuthMethods) > 0 && !slices.Contains(meta.AuthMethods, "private_key_jwt") {
+		// Discovery documents are not always complete: warn, and let the provider answer.
+		p.cfg.logger.Warn("the provider does not list private_key_jwt among its token endpoint auth methods",
+			zap.Strings("token_endpoint_auth_methods_supported", meta.AuthMethods))
+	}
 	if p.cfg.audience != "" {
 		d.atVerifier = op.VerifierContext(p.ctx, &oidc.Config{ClientID: p.cfg.audience, Now: p.cfg.now})
 	}
@@ -212,20 +222,24 @@ func isAuth0(issuer string) bool {
 type clientAuth uint8
 
 const (
-	clientAuthAuto  clientAuth = iota // as the discovery document says, preferring HTTP Basic
-	clientAuthBasic                   // client_secret_basic
-	clientAuthPost                    // client_secret_post
+	clientAuthAuto          clientAuth = iota // as the discovery document says, preferring HTTP Basic
+	clientAuthBasic                           // client_secret_basic
+	clientAuthPost                            // client_secret_post
+	clientAuthPrivateKeyJWT                   // private_key_jwt: a client assertion signed with client_key
 )
 
 var clientAuths = map[string]clientAuth{"": clientAuthAuto, "auto": clientAuthAuto,
-	"client_secret_basic": clientAuthBasic, "client_secret_post": clientAuthPost}
+	"client_secret_basic": clientAuthBasic, "client_secret_post": clientAuthPost,
+	"private_key_jwt": clientAuthPrivateKeyJWT}
 
 // style is the oauth2 authentication style for a provider that supports methods (from its
 // token_endpoint_auth_methods_supported; none listed means client_secret_basic, the default
 // of OpenID Connect Discovery).
 func (a clientAuth) style(methods []string) oauth2.AuthStyle {
 	switch {
-	case a == clientAuthPost:
+	case a == clientAuthPost, a == clientAuthPrivateKeyJWT:
+		// private_key_jwt: client_id in the body and no secret; the assertion is added by
+		// assertingTransport.
 		return oauth2.AuthStyleInParams
 	case a == clientAuthBasic, len(methods) == 0, slices.Contains(methods, "client_secret_basic"):
 		return oauth2.AuthStyleInHeader

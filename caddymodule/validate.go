@@ -42,8 +42,8 @@ func (h *Handler) validate() error {
 	if h.Cookie.Name != strings.Map(cookieNameRune, h.Cookie.Name) {
 		return fmt.Errorf("oidc_auth cookie name %q: use letters, digits, '_' and '-' only", h.Cookie.Name)
 	}
-	if _, ok := clientAuths[h.ClientAuthMethod]; !ok {
-		return fmt.Errorf("oidc_auth client_auth_method %q: want client_secret_basic, client_secret_post or auto", h.ClientAuthMethod)
+	if err := h.validateClientAuth(); err != nil {
+		return err
 	}
 	var ok bool
 	if h.unauthMode, ok = unauthenticatedModes[h.Unauthenticated]; !ok {
@@ -66,6 +66,26 @@ func (h *Handler) validateBearer() error {
 		return errors.New("oidc_auth bearer audience: it must not be the client_id, the audience of ID tokens (an ID token is not an access token)")
 	case h.Bearer.ClockSkew < 0 || time.Duration(h.Bearer.ClockSkew) > maxBearerSkew:
 		return fmt.Errorf("oidc_auth bearer clock_skew: between 0 and %s", maxBearerSkew)
+	}
+	return nil
+}
+
+// validateClientAuth checks that the client authentication method and the credentials agree:
+// exactly one of client_secret and client_key, as the method says, so that a configuration
+// never silently ignores a credential its operator wrote.
+func (h *Handler) validateClientAuth() error {
+	method, ok := clientAuths[h.ClientAuthMethod]
+	switch {
+	case !ok:
+		return fmt.Errorf("oidc_auth client_auth_method %q: want client_secret_basic, client_secret_post, private_key_jwt or auto", h.ClientAuthMethod)
+	case method == clientAuthPrivateKeyJWT && h.ClientKeyFile == "":
+		return errors.New("oidc_auth client_auth_method private_key_jwt: client_key is required (the PEM file of the client's private key)")
+	case method == clientAuthPrivateKeyJWT && h.ClientSecret != "":
+		return errors.New("oidc_auth client_auth_method private_key_jwt: client_secret is not used with it; remove client_secret")
+	case h.ClientKeyFile != "" && method != clientAuthAuto && method != clientAuthPrivateKeyJWT:
+		return fmt.Errorf("oidc_auth client_key: used by private_key_jwt only, but client_auth_method is %s; remove one of them", h.ClientAuthMethod)
+	case h.ClientKeyFile != "" && h.ClientSecret != "":
+		return errors.New("oidc_auth: client_secret and client_key are both set; keep the one registered at the provider (client_key means private_key_jwt)")
 	}
 	return nil
 }
