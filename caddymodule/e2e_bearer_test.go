@@ -1,0 +1,414 @@
+package caddymodule
+
+import (
+	"encoding/json"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/relyingparty/caddy-oidc-auth/internal/devidp"
+)
+
+// Bearer tokens through real Caddy: API clients with access tokens from the provider, every
+// way a token can be wrong, scopes, impersonation by act, and the headers the app gets.
+
+const testAPI = "https://api.example.com"
+
+// bearerHarness runs the module with bearer tokens for testAPI, configured further by cfg.
+func bearerHarness(t *testing.T, cfg func(*Handler)) *harness {
+	t.Helper()
+	return newHarness(t, func(c *Handler) {
+		c.Bearer = &BearerConfig{Audience: testAPI}
+		if cfg != nil {
+			cfg(c)
+		}
+	}, nil)
+}
+
+// mint is a token of the harness's provider, made as o says; for testAPI about alice unless
+// o says otherwise.
+func (h *harness) mint(o devidp.AccessTokenOptions) string {
+	h.t.Helper()
+	if o.Subject == "" {
+		o.Subject = "auth0|alice"
+	}
+	if o.Audience == nil {
+		o.Audience = []string{testAPI}
+	}
+	tok, err := h.idp.MintAccessToken(o)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return tok
+}
+
+// withBearer is an API request carrying the token.
+func (h *harness) withBearer(tok string, headers ...string) result {
+	h.t.Helper()
+	return h.api(http.MethodGet, "/api/reports", append([]string{"Authorization", "Bearer " + tok}, headers...)...)
+}
+
+// wantBearerRefused checks a refusal: the status, RFC 6750's challenge with the error code,
+// a JSON body with the same code, and no request upstream.
+func wantBearerRefused(t *testing.T, h *harness, r result, status int, code string) {
+	t.Helper()
+	if r.status != status {
+		t.Fatalf("status %d, want %d (body %s)", r.status, status, r.body)
+	}
+	if _, reached := r.echo(); reached {
+		t.Fatal("the refused request reached the app")
+	}
+	if ch := r.header.Get("WWW-Authenticate"); !strings.HasPrefix(ch, "Bearer ") || !strings.Contains(ch, `error="`+code+`"`) {
+		t.Errorf("WWW-Authenticate %q, want a Bearer challenge with error %q", ch, code)
+	}
+	var body errorBody
+	if err := json.Unmarshal([]byte(r.body), &body); err != nil || body.Error != code {
+		t.Errorf("body %q, want JSON with error %q", r.body, code)
+	}
+	if loc := r.header.Get("Location"); loc != "" {
+		t.Errorf("a bearer refusal redirected to %s", loc)
+	}
+}
+
+func TestBearerTokenIsAcceptedWithTheSessionsHeaders(t *testing.T) {
+	h := bearerHarness(t, func(c *Handler) {
+		c.Headers = &HeadersConfig{Scopes: "X-Forwarded-Scopes", AccessToken: "X-Access-Token"}
+	})
+	tok := h.mint(devidp.AccessTokenOptions{Scope: "read:reports openid", ClientID: "cli",
+		Claims: map[string]any{"email": "alice@example.com", "email_verified": true, "groups": []string{"staff"}}})
+	r := h.withBearer(tok, "X-Forwarded-User", "auth0|admin", "X-Forwarded-Impersonated", "false",
+		"X_Forwarded_Email", "ceo@example.com", "Cookie", "app=1")
+	e, ok := r.echo()
+	if r.status != http.StatusOK || !ok {
+		t.Fatalf("a good token: status %d, body %s", r.status, r.body)
+	}
+	for name, want := range map[string]string{
+		"X-Forwarded-User": "auth0|alice", "X-Forwarded-Email": "alice@example.com",
+		"X-Forwarded-Groups": "staff", "X-Forwarded-Impersonated": "false",
+		"X-Forwarded-Scopes": "read:reports openid", "X-Access-Token": tok,
+		"Authorization": "Bearer " + tok, "Cookie": "app=1",
+	} {
+		if got := e.Headers.Values(name); len(got) != 1 || got[0] != want {
+			t.Errorf("upstream %s = %q, want only %q", name, got, want)
+		}
+	}
+	if got := e.Headers.Values("X_forwarded_email"); len(got) != 0 {
+		t.Errorf("a client's X_Forwarded_Email reached the app: %q", got)
+	}
+	if c := r.header.Values("Set-Cookie"); len(c) != 0 {
+		t.Errorf("a bearer request got cookies: %q", c)
+	}
+	if ev, ok := h.lastEvent(evLogin); !ok || ev["subject"] != "auth0|alice" || ev["reason"] != "bearer token" {
+		t.Errorf("the token's first use was not audited as a bearer login: %v", ev)
+	}
+	n := len(h.events())
+	if r := h.withBearer(tok); r.status != http.StatusOK {
+		t.Fatalf("the same token again: %d", r.status)
+	}
+	if len(h.events()) != n {
+		t.Errorf("a cached token's second use was audited again: %q", h.events()[n:])
+	}
+}
+
+func TestBearerTokensAreRefused(t *testing.T) {
+	h := bearerHarness(t, nil)
+	now := h.clock.Now()
+	good := devidp.AccessTokenOptions{}
+	for _, tc := range []struct {
+		name   string
+		o      devidp.AccessTokenOptions
+		reason string
+	}{
+		{"expired beyond the skew", devidp.AccessTokenOptions{IssuedAt: now.Add(-time.Hour), ExpiresAt: now.Add(-31 * time.Second)}, "token expired"},
+		{"for another audience", devidp.AccessTokenOptions{Audience: []string{"https://other.example.com"}}, "audience is not this API"},
+		{"from another issuer", devidp.AccessTokenOptions{Issuer: "https://evil.example.com/"}, "issuer is not the provider"},
+		{"unsigned (alg none)", devidp.AccessTokenOptions{Unsigned: true}, "not a JWT signed with an accepted algorithm"},
+		{"with a signature that does not verify", devidp.AccessTokenOptions{BadSignature: true}, "signature does not verify"},
+		{"signed by a key the provider does not publish", devidp.AccessTokenOptions{Kid: "not-a-published-kid"}, "signed by a key the provider does not publish"},
+		{"an ID token: its nonce", devidp.AccessTokenOptions{Nonce: "n-0S6"}, "an ID token is not an access token"},
+		{"an ID token: the client among its audiences", devidp.AccessTokenOptions{Audience: []string{testAPI, testClientID}}, "an ID token is not an access token"},
+		{"an ID token: Keycloak's typ ID", devidp.AccessTokenOptions{Claims: map[string]any{"typ": "ID"}}, "an ID token is not an access token"},
+		{"an ID token for the client alone", devidp.AccessTokenOptions{Audience: []string{testClientID}, Typ: "JWT"}, "audience is not this API"},
+		{"a logout token's typ", devidp.AccessTokenOptions{Typ: "logout+jwt"}, "token type is not an access token"},
+		{"not valid yet beyond the skew", devidp.AccessTokenOptions{NotBefore: now.Add(2 * time.Minute)}, "token not valid yet"},
+		{"issued in the future beyond the skew", devidp.AccessTokenOptions{IssuedAt: now.Add(2 * time.Minute)}, "token issued in the future"},
+		{"without an expiry", devidp.AccessTokenOptions{NoExpiry: true}, "token has no expiry"},
+		{"without a subject", devidp.AccessTokenOptions{Claims: map[string]any{"sub": ""}}, "token has no subject"},
+		{"an actor without a subject", devidp.AccessTokenOptions{Claims: map[string]any{"act": map[string]any{"sub": 7}}}, "act claim names no actor"},
+		{"an actor that is not an object", devidp.AccessTokenOptions{Claims: map[string]any{"act": "auth0|admin"}}, "act claim names no actor"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := h.withBearer(h.mint(tc.o))
+			wantBearerRefused(t, h, r, http.StatusUnauthorized, "invalid_token")
+			ev, ok := h.lastEvent(evSessionRejected)
+			if !ok || ev["reason"] != "bearer token: "+tc.reason {
+				t.Errorf("audit %v, want session_rejected with reason %q", ev, tc.reason)
+			}
+			if ch := r.header.Get("WWW-Authenticate"); !strings.Contains(ch, `error_description="`+tc.reason+`"`) {
+				t.Errorf("WWW-Authenticate %q does not say %q", ch, tc.reason)
+			}
+		})
+	}
+	for name, tok := range map[string]string{
+		"garbage":                 "not-a-jwt",
+		"three empty parts":       "..",
+		"a JWS in JSON form":      `{"payload":"e30","signatures":[]}`,
+		"larger than 16 KB":       h.mint(devidp.AccessTokenOptions{Claims: map[string]any{"pad": strings.Repeat("x", 17<<10)}}),
+		"an HMAC-signed token":    "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJhdXRoMHxhbGljZSJ9.c2lnbmF0dXJl",
+		"a token with whitespace": "abc def",
+	} {
+		t.Run(name, func(t *testing.T) {
+			wantBearerRefused(t, h, h.withBearer(tok), http.StatusUnauthorized, "invalid_token")
+		})
+	}
+	t.Run("within the skew, an expired or early token is still good", func(t *testing.T) {
+		for _, o := range []devidp.AccessTokenOptions{
+			{IssuedAt: now.Add(-time.Hour), ExpiresAt: now.Add(-20 * time.Second)},
+			{NotBefore: now.Add(20 * time.Second), IssuedAt: now.Add(20 * time.Second)},
+		} {
+			if r := h.withBearer(h.mint(o)); r.status != http.StatusOK {
+				t.Errorf("a token within the 30 s skew: %d %s", r.status, r.body)
+			}
+		}
+	})
+	t.Run("a good token passes", func(t *testing.T) {
+		if r := h.withBearer(h.mint(good)); r.status != http.StatusOK {
+			t.Fatalf("%d %s", r.status, r.body)
+		}
+	})
+}
+
+func TestMalformedBearerOffersAreBadRequests(t *testing.T) {
+	h := bearerHarness(t, nil)
+	tok := h.mint(devidp.AccessTokenOptions{})
+	for name, headers := range map[string][]string{
+		"two Authorization headers": {"Authorization", "Bearer " + tok, "Authorization", "Bearer " + tok},
+		"an empty token":            {"Authorization", "Bearer   "},
+	} {
+		t.Run(name, func(t *testing.T) {
+			wantBearerRefused(t, h, h.api(http.MethodGet, "/api/reports", headers...), http.StatusBadRequest, "invalid_request")
+		})
+	}
+	t.Run("the scheme is case-insensitive", func(t *testing.T) {
+		if r := h.api(http.MethodGet, "/api/reports", "Authorization", "bEaReR "+tok); r.status != http.StatusOK {
+			t.Errorf("%d %s", r.status, r.body)
+		}
+	})
+	t.Run("another scheme is the app's business: a cookie session is still required", func(t *testing.T) {
+		r := h.api(http.MethodGet, "/api/reports", "Authorization", "Basic YTpi")
+		if r.status != http.StatusUnauthorized || r.header.Get("WWW-Authenticate") != "Bearer" {
+			t.Errorf("Basic credentials: %d, WWW-Authenticate %q", r.status, r.header.Get("WWW-Authenticate"))
+		}
+	})
+}
+
+func TestWithoutATokenBearerRoutesChallengeAndOnlyRoutesNeverRedirect(t *testing.T) {
+	t.Run("bearer beside sessions", func(t *testing.T) {
+		h := bearerHarness(t, nil)
+		r := h.api(http.MethodGet, "/api/reports")
+		if r.status != http.StatusUnauthorized || r.header.Get("WWW-Authenticate") != "Bearer" {
+			t.Errorf("an API request without a token: %d, WWW-Authenticate %q", r.status, r.header.Get("WWW-Authenticate"))
+		}
+		if e := h.login("alice"); e.Headers.Get("X-Forwarded-User") != "auth0|alice" {
+			t.Errorf("a cookie session beside bearer: %v", e.Headers)
+		}
+	})
+	t.Run("bearer only", func(t *testing.T) {
+		h := bearerHarness(t, func(c *Handler) { c.Bearer.Only = true })
+		r := h.browse("/reports")
+		if r.status != http.StatusUnauthorized || r.header.Get("WWW-Authenticate") != "Bearer" || r.url.Host != strings.TrimPrefix(h.siteURL, "http://") {
+			t.Errorf("a navigation to a bearer-only route: %d at %s, WWW-Authenticate %q", r.status, r.url, r.header.Get("WWW-Authenticate"))
+		}
+		// A session cookie, however valid, is not read there.
+		s := fullSession()
+		s.Impersonated, s.Expires = false, h.clock.Now().Add(time.Hour)
+		cookie := sealedSessionCookie(h.handler, s)
+		if r := h.api(http.MethodGet, "/reports", "Cookie", cookie); r.status != http.StatusUnauthorized {
+			t.Errorf("a session cookie on a bearer-only route: %d", r.status)
+		}
+		if r := h.withBearer(h.mint(devidp.AccessTokenOptions{})); r.status != http.StatusOK {
+			t.Errorf("a token on a bearer-only route: %d %s", r.status, r.body)
+		}
+	})
+}
+
+func TestAVerifiedTokenIsKeptUntilItExpiresAndNoLonger(t *testing.T) {
+	h := bearerHarness(t, nil)
+	now := h.clock.Now()
+	tok := h.mint(devidp.AccessTokenOptions{ExpiresAt: now.Add(time.Minute)})
+	if r := h.withBearer(tok); r.status != http.StatusOK {
+		t.Fatalf("%d %s", r.status, r.body)
+	}
+	h.clock.Advance(time.Minute + 29*time.Second)
+	if r := h.withBearer(tok); r.status != http.StatusOK {
+		t.Fatalf("within the skew after exp: %d %s", r.status, r.body)
+	}
+	h.clock.Advance(2 * time.Second)
+	wantBearerRefused(t, h, h.withBearer(tok), http.StatusUnauthorized, "invalid_token")
+}
+
+func TestUnknownKeysFetchTheProvidersKeysAtMostOnceInTenSeconds(t *testing.T) {
+	h := bearerHarness(t, nil)
+	if r := h.withBearer(h.mint(devidp.AccessTokenOptions{})); r.status != http.StatusOK {
+		t.Fatalf("%d %s", r.status, r.body)
+	}
+	const jwks = "caddy_oidc_auth_provider_request_duration_seconds"
+	fetches := func() float64 { return metricValue(t, jwks, map[string]string{"endpoint": "jwks"}) }
+	before := fetches()
+	for i := range 30 {
+		r := h.withBearer(h.mint(devidp.AccessTokenOptions{Kid: "forged-" + string(rune('a'+i%26))}))
+		wantBearerRefused(t, h, r, http.StatusUnauthorized, "invalid_token")
+	}
+	if n := fetches() - before; n > 1 {
+		t.Errorf("30 tokens with unknown keys fetched the key set %v times, want at most 1", n)
+	}
+	// The provider rotates: a token signed with its new key is good once the set is fetched
+	// again, ten seconds on.
+	if _, err := h.idp.RotateKey(); err != nil {
+		t.Fatal(err)
+	}
+	h.clock.Advance(11 * time.Second)
+	if r := h.withBearer(h.mint(devidp.AccessTokenOptions{})); r.status != http.StatusOK {
+		t.Errorf("a token signed with the provider's new key: %d %s", r.status, r.body)
+	}
+}
+
+func TestBearerScopesAndAllowRules(t *testing.T) {
+	h := bearerHarness(t, func(c *Handler) {
+		c.Allow = &AllowConfig{Scopes: []string{"read:reports"}, Groups: []string{"staff"}}
+	})
+	staff := map[string]any{"groups": []string{"staff"}}
+	r := h.withBearer(h.mint(devidp.AccessTokenOptions{Scope: "write:reports", Claims: staff}))
+	wantBearerRefused(t, h, r, http.StatusForbidden, "insufficient_scope")
+	if ch := r.header.Get("WWW-Authenticate"); !strings.Contains(ch, `scope="read:reports"`) {
+		t.Errorf("WWW-Authenticate %q does not name the scope required", ch)
+	}
+	if ev, ok := h.lastEvent(evAccessDenied); !ok || ev["reason"] != "missing scope read:reports" {
+		t.Errorf("audit %v", ev)
+	}
+	if r := h.withBearer(h.mint(devidp.AccessTokenOptions{Scope: "read:reports", Claims: staff})); r.status != http.StatusOK {
+		t.Errorf("the scope granted: %d %s", r.status, r.body)
+	}
+	scp := map[string]any{"groups": []string{"staff"}, "scp": []string{"read:reports"}}
+	if r := h.withBearer(h.mint(devidp.AccessTokenOptions{Claims: scp})); r.status != http.StatusOK {
+		t.Errorf("the scope granted as scp: %d %s", r.status, r.body)
+	}
+	r = h.withBearer(h.mint(devidp.AccessTokenOptions{Scope: "read:reports", Claims: map[string]any{"groups": []string{"guests"}}}))
+	if r.status != http.StatusForbidden || !strings.Contains(r.body, `"access_denied"`) || r.header.Get("Content-Type") != "application/json" {
+		t.Errorf("a token outside the groups: %d %q %s", r.status, r.header.Get("Content-Type"), r.body)
+	}
+}
+
+func TestABearerTokenWithActIsImpersonation(t *testing.T) {
+	act := &devidp.Actor{Sub: "auth0|admin"}
+	t.Run("without an impersonation block it is refused", func(t *testing.T) {
+		h := bearerHarness(t, nil)
+		r := h.withBearer(h.mint(devidp.AccessTokenOptions{Act: act}))
+		if r.status != http.StatusForbidden || !strings.Contains(r.body, `"impersonation_refused"`) {
+			t.Fatalf("%d %s", r.status, r.body)
+		}
+		if _, reached := r.echo(); reached {
+			t.Fatal("the impersonated request reached the app")
+		}
+		if ev, ok := h.lastEvent(evImpersonationDenied); !ok || ev["impersonator"] != "auth0|admin" {
+			t.Errorf("audit %v, want impersonation_denied naming the actor", ev)
+		}
+	})
+	t.Run("with one it is accepted as the policy says", func(t *testing.T) {
+		h := bearerHarness(t, func(c *Handler) {
+			c.Impersonation = &ImpersonationConfig{Impersonators: []string{"auth0|admin"}, Protect: []string{"auth0|carol"},
+				TrustImpersonatorEmail: true}
+		})
+		r := h.withBearer(h.mint(devidp.AccessTokenOptions{Act: act,
+			Claims: map[string]any{"act": map[string]any{"sub": "auth0|admin", "email": "admin@example.com"}}}))
+		e, ok := r.echo()
+		if r.status != http.StatusOK || !ok {
+			t.Fatalf("%d %s", r.status, r.body)
+		}
+		for name, want := range map[string]string{"X-Forwarded-User": "auth0|alice", "X-Forwarded-Impersonated": "true",
+			"X-Forwarded-Impersonator": "auth0|admin", "X-Forwarded-Impersonator-Email": "admin@example.com"} {
+			if got := e.Headers.Get(name); got != want {
+				t.Errorf("upstream %s = %q, want %q", name, got, want)
+			}
+		}
+		if ev, ok := h.lastEvent(evImpersonationStarted); !ok || ev["impersonator"] != "auth0|admin" || ev["reason"] != "bearer token" {
+			t.Errorf("audit %v", ev)
+		}
+		r = h.withBearer(h.mint(devidp.AccessTokenOptions{Act: &devidp.Actor{Sub: "auth0|mallory"}}))
+		if r.status != http.StatusForbidden {
+			t.Errorf("an actor the policy does not list: %d", r.status)
+		}
+		r = h.withBearer(h.mint(devidp.AccessTokenOptions{Subject: "auth0|carol", Act: act}))
+		if r.status != http.StatusForbidden {
+			t.Errorf("a protected subject: %d", r.status)
+		}
+		// Auth0's impersonation claims in a token are impersonation too, one bearer routes do
+		// not read: refused, never taken for the user's own token.
+		r = h.withBearer(h.mint(devidp.AccessTokenOptions{Claims: map[string]any{"impersonated": true,
+			"impersonator": map[string]any{"user_id": "auth0|admin"}}}))
+		if r.status != http.StatusForbidden {
+			t.Errorf("Auth0 impersonation claims in a bearer token: %d", r.status)
+		}
+	})
+}
+
+func TestTokensOfTheProvidersGrantsAreAccepted(t *testing.T) {
+	h := bearerHarness(t, nil)
+	form := url.Values{"grant_type": {"client_credentials"}, "client_id": {testClientID},
+		"client_secret": {testClientSecret}, "audience": {testAPI}, "scope": {"read:reports"}}
+	resp, err := http.PostForm(h.idpURL+"oauth/token", form)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var tok struct {
+		AccessToken string `json:"access_token"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&tok); err != nil || tok.AccessToken == "" {
+		t.Fatalf("client_credentials: %d %v", resp.StatusCode, err)
+	}
+	r := h.withBearer(tok.AccessToken)
+	e, ok := r.echo()
+	if r.status != http.StatusOK || !ok || e.Headers.Get("X-Forwarded-User") != testClientID+"@clients" {
+		t.Fatalf("a machine client's token: %d %s", r.status, r.body)
+	}
+}
+
+func TestBearerCaddyfile(t *testing.T) {
+	h := newCaddyfileHarness(t, `
+	route /api/* {
+		oidc_auth {
+			issuer $ISSUER
+			client_id $CLIENT_ID
+			client_secret $CLIENT_SECRET
+			session_secret $SECRET
+			cookie {
+				insecure
+			}
+			bearer only {
+				audience `+testAPI+`
+				clock_skew 1m
+			}
+			allow {
+				scopes read:reports
+			}
+			headers {
+				scopes X-Scopes
+			}
+		}
+		reverse_proxy $UPSTREAM
+	}
+	respond "open"`, nil)
+	now := h.clock.Now()
+	r := h.withBearer(h.mint(devidp.AccessTokenOptions{Scope: "read:reports", IssuedAt: now.Add(-time.Hour), ExpiresAt: now.Add(-50 * time.Second)}))
+	e, ok := r.echo()
+	if r.status != http.StatusOK || !ok || e.Headers.Get("X-Scopes") != "read:reports" {
+		t.Fatalf("a token within the one-minute skew: %d %s", r.status, r.body)
+	}
+	wantBearerRefused(t, h, h.withBearer(h.mint(devidp.AccessTokenOptions{})), http.StatusForbidden, "insufficient_scope")
+	if r := h.browse("/api/x"); r.status != http.StatusUnauthorized {
+		t.Errorf("bearer only: a navigation got %d", r.status)
+	}
+}
