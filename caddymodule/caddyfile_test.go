@@ -78,6 +78,33 @@ func TestUnmarshalCaddyfileReadsEveryOption(t *testing.T) {
 			want:  Handler{ClientKeyFile: "{env.OIDC_CLIENT_KEY}", ClientAuthMethod: "private_key_jwt"},
 		},
 		{
+			name: "the bearer block is read, only as an argument or an option",
+			input: `oidc_auth {
+				bearer only {
+					audience https://api.example.com
+					clock_skew 1m
+				}
+				allow {
+					scopes read:reports write:reports
+				}
+				headers {
+					scopes X-Scopes
+				}
+			}`,
+			want: Handler{Bearer: &BearerConfig{Audience: "https://api.example.com", ClockSkew: durationOf(time.Minute), Only: true},
+				Allow: &AllowConfig{Scopes: []string{"read:reports", "write:reports"}}, Headers: &HeadersConfig{Scopes: "X-Scopes"}},
+		},
+		{
+			name:  "bearer alone, and only inside its block",
+			input: "oidc_auth {\n bearer\n}",
+			want:  Handler{Bearer: &BearerConfig{}},
+		},
+		{
+			name:  "only inside the bearer block",
+			input: "oidc_auth {\n bearer {\n only\n }\n}",
+			want:  Handler{Bearer: &BearerConfig{Only: true}},
+		},
+		{
 			name:  "refresh off is read",
 			input: "oidc_auth {\n refresh off\n}",
 			want:  Handler{Refresh: false},
@@ -216,6 +243,12 @@ func TestUnmarshalCaddyfileRefusesMistakes(t *testing.T) {
 			`unrecognized oidc_auth impersonation option "admins", at Testfile:3`},
 		{"an unknown headers option is refused by name", "oidc_auth {\n headers {\n name X-Name\n }\n}",
 			`unrecognized oidc_auth headers option "name", at Testfile:3`},
+		{"an unknown bearer option is refused by name", "oidc_auth {\n bearer {\n issuer x\n }\n}",
+			`unrecognized oidc_auth bearer option "issuer", at Testfile:3`},
+		{"a bearer argument other than only is refused", "oidc_auth {\n bearer always\n}",
+			`bearer takes only the argument only, not "always", at Testfile:2`},
+		{"a bearer clock_skew that is not a duration is refused", "oidc_auth {\n bearer {\n clock_skew soon\n }\n}",
+			`clock_skew "soon": not a duration, at Testfile:3`},
 		{"issuer without a value is refused", "oidc_auth {\n issuer\n}",
 			"issuer takes exactly one value, at Testfile:2"},
 		{"issuer with two values is refused", "oidc_auth {\n issuer https://a/ https://b/\n}",
@@ -462,6 +495,14 @@ func TestProvisionRefusesBadConfigurationWithoutShowingSecrets(t *testing.T) {
 			"oidc_auth session_secret #1: 16 bytes, at least 32 are required"},
 		{"a secret from an unset variable is missing", `{"issuer":"https://idp.example.com/","client_id":"app","session_secrets":["{env.UNIT_OIDC_UNSET_SECRET}"]}`,
 			"oidc_auth: session_secret is required"},
+		{"bearer without an audience is refused", base(`,"bearer":{}`),
+			"oidc_auth bearer: an audience is required"},
+		{"a bearer audience that is the client is refused", base(`,"bearer":{"audience":"app"}`),
+			"oidc_auth bearer audience: it must not be the client_id"},
+		{"a bearer skew over five minutes is refused", base(`,"audience":"https://api.example.com","bearer":{"clock_skew":"6m"}`),
+			"oidc_auth bearer clock_skew: between 0 and 5m0s"},
+		{"a scope with a space is refused", base(`,"allow":{"scopes":["read reports"]}`),
+			`oidc_auth allow: scope "read reports"`},
 		{"a relative redirect_uri is refused", base(`,"redirect_uri":"oauth2/callback"`),
 			`oidc_auth redirect_uri "oauth2/callback": want a path starting with / or an absolute http(s) URL`},
 		{"a protocol-relative redirect_uri is refused", base(`,"redirect_uri":"//evil.example/callback"`),
