@@ -412,3 +412,23 @@ func TestBearerCaddyfile(t *testing.T) {
 		t.Errorf("bearer only: a navigation got %d", r.status)
 	}
 }
+
+func TestTheVerifiedTokenIsTheAuthorizationTheAppGets(t *testing.T) {
+	h := bearerHarness(t, func(c *Handler) { c.Headers = &HeadersConfig{AccessToken: "Authorization"} })
+	tok := h.mint(devidp.AccessTokenOptions{})
+	e, ok := h.withBearer(tok).echo()
+	if !ok || len(e.Headers.Values("Authorization")) != 1 || e.Headers.Get("Authorization") != "Bearer "+tok {
+		t.Errorf("upstream Authorization %q, want the verified token", e.Headers.Values("Authorization"))
+	}
+	// A session's request carrying its own Authorization does not pass it on: the header is
+	// the module's.
+	h.login("alice")
+	r := h.api(http.MethodGet, "/x", "Authorization", "Basic YTpi")
+	e, ok = r.echo()
+	if r.status != http.StatusOK || !ok || e.Headers.Get("X-Forwarded-User") != "auth0|alice" {
+		t.Fatalf("a session's request with Basic credentials: %d %s", r.status, r.body)
+	}
+	if got := e.Headers.Values("Authorization"); len(got) != 0 {
+		t.Errorf("a client's Authorization reached the app: %q", got)
+	}
+}

@@ -5,6 +5,7 @@ package caddymodule
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -155,6 +156,11 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 			return err
 		}
 	default:
+		if h.Bearer != nil {
+			// A token names no provider to choose by: its issuer would pick one, and a route
+			// accepting several issuers' tokens is several routes.
+			return errors.New("oidc_auth bearer: takes one provider; give each provider's API its own route")
+		}
 		return h.provisionChoices(ctx)
 	}
 	h.logger = ctx.Logger()
