@@ -47,7 +47,8 @@ type keyManager struct {
 	logger  *zap.Logger
 	snap    atomic.Pointer[keySnapshot]
 	clock   atomic.Pointer[func() time.Time] // nil: time.Now; tests move it
-	busy    atomic.Bool                      // a background refresh is running
+	busy    atomic.Bool                      // a refresh current asked for is running
+	kicked  sync.WaitGroup                   // that refresh, for Destruct to wait for
 	reload  sync.Mutex                       // one reload from storage at a time
 
 	mu      sync.Mutex
@@ -138,6 +139,7 @@ func (m *keyManager) refreshLogged() {
 func (m *keyManager) Destruct() error {
 	close(m.stop)
 	<-m.done
+	m.kicked.Wait()
 	return nil
 }
 
@@ -146,10 +148,10 @@ func (m *keyManager) Destruct() error {
 func (m *keyManager) current(now time.Time) *assertion.Key {
 	s := m.snap.Load()
 	if !now.Before(s.due) && m.busy.CompareAndSwap(false, true) {
-		go func() {
+		m.kicked.Go(func() {
 			defer m.busy.Store(false)
 			m.refreshLogged()
-		}()
+		})
 	}
 	return s.set.Current()
 }
