@@ -224,10 +224,12 @@ func (h *harness) siteConfig(port string, handlers ...json.RawMessage) []byte {
 		Routes:    caddyhttp.RouteList{{HandlersRaw: append(handlers, handlerJSON(t, "reverse_proxy", proxy))}},
 	}}}
 	cfg := caddy.Config{
-		Admin:      &caddy.AdminConfig{Disabled: true},
-		Logging:    &caddy.Logging{Logs: map[string]*caddy.CustomLog{"default": {BaseLog: caddy.BaseLog{Level: "ERROR"}}}},
-		AppsRaw:    caddy.ModuleMap{"http": caddyconfig.JSON(app, nil)},
-		StorageRaw: caddyconfig.JSON(map[string]string{"module": "file_system", "root": h.storageDir}, nil),
+		Admin:   &caddy.AdminConfig{Disabled: true},
+		Logging: &caddy.Logging{Logs: map[string]*caddy.CustomLog{"default": {BaseLog: caddy.BaseLog{Level: "ERROR"}}}},
+		AppsRaw: caddy.ModuleMap{"http": caddyconfig.JSON(app, nil)},
+	}
+	if h.storageDir != "" {
+		cfg.StorageRaw = caddyconfig.JSON(map[string]string{"module": "file_system", "root": h.storageDir}, nil)
 	}
 	raw, err := json.Marshal(cfg)
 	if err != nil {
