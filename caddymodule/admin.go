@@ -22,9 +22,10 @@ func init() {
 //	GET    /oidc_auth/sessions                 ?sub= ?impersonator= ?impersonated=true
 //	DELETE /oidc_auth/sessions/{id}
 //	DELETE /oidc_auth/sessions?sub=...  or  ?impersonator=...
+//	POST   /oidc_auth/assertion/rotate
 //
 // It reaches every store this process has open: the in-process ones, and through Redis every
-// instance sharing it.
+// instance sharing it; a rotation, the assertion keys of every storage this process signs with.
 type AdminAPI struct {
 	audit *zap.Logger
 }
@@ -42,6 +43,7 @@ func (a *AdminAPI) Routes() []caddy.AdminRoute {
 	return []caddy.AdminRoute{
 		{Pattern: "/oidc_auth/sessions", Handler: caddy.AdminHandlerFunc(a.serveSessions)},
 		{Pattern: "/oidc_auth/sessions/", Handler: caddy.AdminHandlerFunc(a.serveSessions)},
+		{Pattern: "/oidc_auth/assertion/rotate", Handler: caddy.AdminHandlerFunc(a.serveRotate)},
 	}
 }
 
@@ -71,6 +73,26 @@ func (a *AdminAPI) serveSessions(w http.ResponseWriter, r *http.Request) error {
 		return writeAdminJSON(w, http.StatusOK, map[string]int{"revoked": n})
 	}
 	return caddy.APIError{HTTPStatus: http.StatusMethodNotAllowed, Err: fmt.Errorf("method %s not allowed", r.Method)}
+}
+
+// serveRotate makes a new assertion signing key current now; the old one stays published
+// until what it signed has expired.
+func (a *AdminAPI) serveRotate(w http.ResponseWriter, r *http.Request) error {
+	if r.Method != http.MethodPost {
+		return caddy.APIError{HTTPStatus: http.StatusMethodNotAllowed, Err: fmt.Errorf("method %s not allowed", r.Method)}
+	}
+	kids, err := rotateAllAssertionKeys(r.Context())
+	if err != nil {
+		return caddy.APIError{HTTPStatus: http.StatusServiceUnavailable, Err: err}
+	}
+	if len(kids) == 0 {
+		return caddy.APIError{HTTPStatus: http.StatusNotFound, Err: fmt.Errorf("no handler signs identity assertions")}
+	}
+	if ce := a.audit.Check(zapcore.InfoLevel, evAssertionKeyRotated); ce != nil {
+		ce.Write(zap.String("event", evAssertionKeyRotated), zap.Strings("kid", kids),
+			zap.String("via", "admin_api"), zap.String("client_ip", r.RemoteAddr))
+	}
+	return writeAdminJSON(w, http.StatusOK, map[string][]string{"kids": kids})
 }
 
 // revoke ends the sessions named by id, or selected by f, in every open store.

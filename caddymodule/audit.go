@@ -24,6 +24,7 @@ const (
 	evSessionRejected        = "session_rejected"
 	evAccessDenied           = "access_denied" // a session refused by the handler serving a request
 	evSessionRevoked         = "session_revoked"
+	evAssertionKeyRotated    = "assertion_key_rotated" // through the admin API
 )
 
 // auditEntry is who an audit event is about. Tokens, codes, cookies and secrets have no field here.

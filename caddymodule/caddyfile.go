@@ -73,6 +73,9 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		case "headers":
 			h.Headers = new(HeadersConfig)
 			err = h.Headers.unmarshal(d)
+		case "assertion":
+			h.Assertion = new(AssertionConfig)
+			err = h.Assertion.unmarshal(d)
 		case "store":
 			err = h.unmarshalStore(d)
 		case "provider":
@@ -98,6 +101,33 @@ func (h *Handler) unmarshalStore(d *caddyfile.Dispenser) error {
 		return err
 	}
 	h.StoreRaw = caddyconfig.JSONModuleObject(mod, "backend", name, nil)
+	return nil
+}
+
+func (c *AssertionConfig) unmarshal(d *caddyfile.Dispenser) error {
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		var err error
+		switch opt := d.Val(); opt {
+		case "header":
+			err = oneArg(d, &c.Header)
+		case "audience":
+			err = oneArg(d, &c.Audience)
+		case "issuer":
+			err = oneArg(d, &c.Issuer)
+		case "lifetime":
+			err = durationArg(d, &c.Lifetime)
+		case "key_rotation":
+			err = durationArg(d, &c.KeyRotation)
+		default:
+			return d.Errf("unrecognized oidc_auth assertion option %q", opt)
+		}
+		if err != nil {
+			return err
+		}
+	}
 	return nil
 }
 

@@ -432,3 +432,26 @@ func TestTheVerifiedTokenIsTheAuthorizationTheAppGets(t *testing.T) {
 		t.Errorf("a client's Authorization reached the app: %q", got)
 	}
 }
+
+// A machine client's request carries an assertion too, with the token's actor as act, so the
+// app verifies API callers and browsers alike.
+func TestABearerRequestCarriesTheAssertionWithItsActor(t *testing.T) {
+	h := bearerHarness(t, func(c *Handler) {
+		withAssertion(AssertionConfig{})(c)
+		c.Impersonation = &ImpersonationConfig{Impersonators: []string{"auth0|admin"}}
+	})
+	r := h.withBearer(h.mint(devidp.AccessTokenOptions{Act: &devidp.Actor{Sub: "auth0|admin"},
+		Claims: map[string]any{"email": "alice@example.com", "email_verified": true}}))
+	e, ok := r.echo()
+	if r.status != http.StatusOK || !ok {
+		t.Fatalf("%d %s", r.status, r.body)
+	}
+	c := h.verifyAssertion(h.assertionOf(e), h.siteURL, h.siteURL)
+	if c.Sub != "auth0|alice" || c.Email != "alice@example.com" || c.Act == nil || c.Act.Sub != "auth0|admin" {
+		t.Errorf("the assertion of an impersonating token: %+v act %+v", c, c.Act)
+	}
+	e, _ = h.withBearer(h.mint(devidp.AccessTokenOptions{Subject: "svc@clients"})).echo()
+	if c := h.verifyAssertion(h.assertionOf(e), h.siteURL, h.siteURL); c.Sub != "svc@clients" || c.Act != nil {
+		t.Errorf("the assertion of a machine client's token: %+v", c)
+	}
+}

@@ -91,7 +91,7 @@ func TestAProviderReferenceIsCheckedAtLoad(t *testing.T) {
 	for _, tc := range []struct{ name, options, block, want string }{
 		{"an unknown provider", staffProvider, "provider partners", `provider "partners": not defined`},
 		{"no global option at all", "", "provider staff", "no oidc_auth global option defines providers"},
-		{"provider settings beside the name", staffProvider, "provider staff\n\t\tissuer https://other.example/", "sets everything but allow and headers"},
+		{"provider settings beside the name", staffProvider, "provider staff\n\t\tissuer https://other.example/", "sets everything but allow, headers and assertion"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			caddyMu.Lock()

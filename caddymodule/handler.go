@@ -7,6 +7,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
 
 	"github.com/relyingparty/caddy-oidc-auth/internal/session"
 )
@@ -54,6 +55,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 // and without the module's own cookies.
 func (h *Handler) pass(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, s *session.Session) error {
 	h.headers.set(r.Header, s)
+	if h.assertion != nil {
+		if err := h.setAssertion(r, s); err != nil {
+			h.logger.Error("signing the identity assertion", zap.Error(err))
+			return h.answer(w, r, refuse(errInternal, "", ""))
+		}
+	}
 	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
 		publishPlaceholders(repl, s)
 	}
@@ -80,6 +87,10 @@ func (h *Handler) endpoint(path string) func(http.ResponseWriter, *http.Request)
 		return h.serveUserinfo
 	case "backchannel-logout":
 		return h.serveBackchannelLogout
+	case "jwks.json":
+		if h.assertion != nil {
+			return h.serveJWKS
+		}
 	case "confirm":
 		if h.imp != nil {
 			return h.serveConfirm

@@ -51,6 +51,7 @@ type harness struct {
 	tokenRequests *requestLog
 	handler       *Handler
 	clock         *testClock
+	storageDir    string // Caddy's storage (file_system), shared with a second instance
 	client        *http.Client
 }
 
@@ -142,6 +143,7 @@ func startHarness(t *testing.T, idpCfg func(*devidp.Config)) (*harness, string) 
 	h.clock.t.Store(time.Now().UnixNano())
 	port := freePort(t)
 	h.siteURL = "http://127.0.0.1:" + port
+	h.storageDir = t.TempDir()
 
 	h.idpSrv = httptest.NewUnstartedServer(nil)
 	h.idpURL = "http://" + h.idpSrv.Listener.Addr().String() + "/"
@@ -259,6 +261,9 @@ func (h *harness) siteConfig(port string, handlers ...json.RawMessage) []byte {
 		Logging: &caddy.Logging{Logs: map[string]*caddy.CustomLog{"default": {BaseLog: caddy.BaseLog{Level: "ERROR"}}}},
 		AppsRaw: caddy.ModuleMap{"http": caddyconfig.JSON(app, nil)},
 	}
+	if h.storageDir != "" {
+		cfg.StorageRaw = caddyconfig.JSON(map[string]string{"module": "file_system", "root": h.storageDir}, nil)
+	}
 	raw, err := json.Marshal(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -273,6 +278,9 @@ func (h *harness) inject() {
 	h.audit = logs
 	for _, p := range provisionedHandlers(h.t) {
 		p.now = h.clock.Now
+		if p.assertion != nil {
+			p.assertion.keys.setClock(h.clock.Now)
+		}
 		if ms, ok := unwrapStore(p.store).(*store.Memory); ok {
 			ms.SetClock(h.clock.Now)
 		}

@@ -100,7 +100,8 @@ func newHeaderPlan(c *HeadersConfig) headerPlan {
 		p.impersonatorEmail, p.accessToken, p.idToken,
 		defaultHeaders.User, defaultHeaders.Email, defaultHeaders.PreferredUsername, defaultHeaders.Groups,
 		defaultHeaders.Impersonated, defaultHeaders.Impersonator, defaultHeaders.ImpersonatorEmail,
-		p.impersonatorEmailUnverified, defaultHeaders.ImpersonatorEmailUnverified, p.scopes, defaultHeaders.Scopes}
+		p.impersonatorEmailUnverified, defaultHeaders.ImpersonatorEmailUnverified, p.scopes, defaultHeaders.Scopes,
+		defaultAssertionHeader} // stripped even where no assertion is configured
 	for _, hc := range p.claims {
 		names = append(names, hc.Header)
 	}
@@ -110,6 +111,13 @@ func newHeaderPlan(c *HeadersConfig) headerPlan {
 		}
 	}
 	return p
+}
+
+// manage adds a header name to those stripped from every incoming request.
+func (p *headerPlan) manage(name string) {
+	if !containsHeaderName(p.managed, name) {
+		p.managed = append(p.managed, name)
+	}
 }
 
 func pick(configured, def string) string {

@@ -126,7 +126,7 @@ func TestNewHeaderPlanManagesTheDefaultsAndEveryConfiguredName(t *testing.T) {
 		Claims: []HeaderClaim{{Claim: "department", Header: "x-department"}}})
 	want := []string{"X-Remote-User", "X-Forwarded-Email", "X-Forwarded-Preferred-Username", "X-Forwarded-Groups",
 		"X-Forwarded-Impersonated", "X-Forwarded-Impersonator", "X-Forwarded-Impersonator-Email", "Authorization",
-		"X-Forwarded-User", "X-Forwarded-Impersonator-Email-Unverified", "X-Forwarded-Scopes", "X-Department"}
+		"X-Forwarded-User", "X-Forwarded-Impersonator-Email-Unverified", "X-Forwarded-Scopes", "X-Identity-Assertion", "X-Department"}
 	if !slices.Equal(p.managed, want) {
 		t.Fatalf("managed %q, want %q", p.managed, want)
 	}

@@ -82,6 +82,9 @@ type Handler struct {
 	Impersonation *ImpersonationConfig `json:"impersonation,omitempty"`
 	// The identity headers sent upstream. Default: see HeadersConfig.
 	Headers *HeadersConfig `json:"headers,omitempty"`
+	// Present = the upstream also gets a signed identity assertion (an ES256 JWT) it can
+	// verify with the keys at <prefix>jwks.json. Default: absent (none).
+	Assertion *AssertionConfig `json:"assertion,omitempty"`
 	// Further claims kept in the session for the {http.auth.user.claims.NAME} placeholders,
 	// besides those the headers name. Default: none.
 	SessionClaims []string `json:"session_claims,omitempty"`
@@ -106,7 +109,8 @@ type Handler struct {
 	allow          *policy.Allow
 	imp            *impersonationPolicy
 	headers        headerPlan
-	keep           []string // claims kept in the session for headers and placeholders
+	assertion      *assertionSigner // nil: no assertion
+	keep           []string         // claims kept in the session for headers and placeholders
 	needs          policy.Needs
 	provKey        string // the provider and client sessions must belong to
 	decisions      *expiringCache[decision]
@@ -251,6 +255,11 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	h.headers = newHeaderPlan(h.Headers)
 	h.keep = keptClaims(h.headers, h.SessionClaims)
+	if h.Assertion != nil {
+		if err := h.provisionAssertion(ctx); err != nil {
+			return err
+		}
+	}
 	h.needs = h.allow.Needs()
 	if h.imp != nil {
 		h.needs = policy.Union(h.needs, h.imp.Needs())
@@ -285,10 +294,14 @@ func (h *Handler) Cleanup() error {
 		// A reload or stop must not leave connections to the provider open.
 		h.provider.client.CloseIdleConnections()
 	}
-	if h.ownStore != nil {
-		return h.ownStore.Cleanup()
+	var err error
+	if h.assertion != nil {
+		err = h.assertion.release()
 	}
-	return nil
+	if h.ownStore != nil {
+		err = errors.Join(err, h.ownStore.Cleanup())
+	}
+	return err
 }
 
 // Interface guards

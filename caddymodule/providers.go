@@ -60,9 +60,9 @@ func (a *App) Stop() error  { return nil }
 // (_oidc_auth_NAME, /oauth2/NAME/callback), so that several providers can serve one site.
 func (h *Handler) takeProvider(ctx caddy.Context, name string) error {
 	own := *h
-	own.Allow, own.Headers, own.Providers = nil, nil, nil
+	own.Allow, own.Headers, own.Assertion, own.Providers = nil, nil, nil, nil
 	if b, err := json.Marshal(own); err != nil || string(b) != "{}" {
-		return fmt.Errorf("oidc_auth provider %q: the provider sets everything but allow and headers; remove the rest from this block", name)
+		return fmt.Errorf("oidc_auth provider %q: the provider sets everything but allow, headers and assertion; remove the rest from this block", name)
 	}
 	v, err := ctx.AppIfConfigured("oidc_auth")
 	if err != nil {
@@ -82,12 +82,17 @@ func (h *Handler) takeProvider(ctx caddy.Context, name string) error {
 	if err != nil {
 		return fmt.Errorf("oidc_auth provider %q: %w", name, err)
 	}
-	allow, headers, names := h.Allow, h.Headers, h.Providers
+	allow, headers, asrt, names := h.Allow, h.Headers, h.Assertion, h.Providers
 	*h = Handler{}
 	if err := json.Unmarshal(raw, h); err != nil {
 		return fmt.Errorf("oidc_auth provider %q: %w", name, err)
 	}
 	h.Allow, h.Providers, h.providerName = allow, names, name
+	if asrt != nil {
+		// Each route's copy: provisioning fills in its defaults.
+		c := *asrt
+		h.Assertion = &c
+	}
 	if headers != nil {
 		h.Headers = headers
 	}
