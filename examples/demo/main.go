@@ -90,6 +90,12 @@ Try it:
      pick a user and press "Sign in as User", then open the link it shows.
      The site asks you to confirm, then the app shows the impersonation headers.
      "End impersonation" gives you back your own session.
+  3. Call the app's API as a machine client, with an access token from the provider:
+       TOKEN=$(curl -s %[2]soauth/token -d grant_type=client_credentials \
+         -d client_id=demo-app -d client_secret=demo-app-secret -d audience=demo-api \
+         | sed 's/.*"access_token":"\([^"]*\)".*/\1/')
+       curl -H "Authorization: Bearer $TOKEN" %[1]s/api/whoami
+     A bad token gets 401 with WWW-Authenticate: Bearer error="invalid_token".
 
 Audit events are printed below. Press Ctrl+C to stop.
 
@@ -128,6 +134,9 @@ http://localhost:%d {
 		session_secret %s
 		cookie {
 			insecure
+		}
+		bearer {
+			audience demo-api
 		}
 		impersonation {
 			impersonators auth0|admin
