@@ -40,8 +40,9 @@ type BearerConfig struct {
 const (
 	defaultBearerSkew = 30 * time.Second
 	maxBearerSkew     = 5 * time.Minute
-	// maxBearerToken refuses larger tokens before any work; maxCachedBearer is the largest a
-	// cached token may be, so that the cache stays within 16 × maxBearersPerShard × 4 KB.
+	// maxBearerToken refuses larger tokens before any work; a token larger than
+	// maxCachedBearer is cached by its digest, so the keys stay within 16 × maxBearersPerShard
+	// × 4 KB.
 	maxBearerToken     = 16 << 10
 	maxCachedBearer    = 4 << 10
 	maxBearersPerShard = 512
@@ -66,24 +67,37 @@ type bearerOffer struct {
 }
 
 // readBearer reads the token of the request's Authorization: Bearer header (the scheme in any
-// case, RFC 7235). Another scheme is no offer: it is the application's business.
+// case, followed by spaces or tabs, RFC 7235). Another scheme is no offer: it is the
+// application's business. A Bearer value anywhere among several Authorization fields is an
+// offer, and a malformed one: nothing unverified passes for a verified token.
 func readBearer(h http.Header) bearerOffer {
 	vals := h["Authorization"]
-	if len(vals) == 0 {
-		return bearerOffer{}
+	found := -1
+	for i, v := range vals {
+		if isBearerScheme(v) {
+			found = i
+			break
+		}
 	}
-	scheme, tok, _ := strings.Cut(vals[0], " ")
-	if !strings.EqualFold(scheme, "Bearer") {
-		return bearerOffer{}
-	}
-	tok = strings.TrimSpace(tok)
 	switch {
+	case found < 0:
+		return bearerOffer{}
 	case len(vals) > 1:
 		return bearerOffer{present: true, bad: bearerRefused(errBearerRequest, "more than one Authorization header")}
-	case tok == "":
-		return bearerOffer{present: true, bad: bearerRefused(errBearerRequest, "empty bearer token")}
+	}
+	tok := strings.Trim(strings.TrimLeft(vals[0], " \t")[len("Bearer"):], " \t")
+	if tok == "" || strings.ContainsAny(tok, " \t") {
+		return bearerOffer{present: true, bad: bearerRefused(errBearerRequest, "not one bearer token")}
 	}
 	return bearerOffer{raw: tok, present: true}
+}
+
+// isBearerScheme reports whether an Authorization value uses the Bearer scheme.
+func isBearerScheme(v string) bool {
+	const scheme = "Bearer"
+	v = strings.TrimLeft(v, " \t")
+	return len(v) >= len(scheme) && strings.EqualFold(v[:len(scheme)], scheme) &&
+		(len(v) == len(scheme) || v[len(scheme)] == ' ' || v[len(scheme)] == '\t')
 }
 
 // serveBearer authenticates a request by its bearer token, authorizes it as a session would
@@ -135,15 +149,19 @@ func bearerMissing() *refusal {
 // verified now (fresh) and kept until the token expires.
 func (h *Handler) bearerSession(r *http.Request, raw string) (b *bearer, fresh bool, err error) {
 	now := h.now()
-	if b, ok := h.bearers.get(raw, now); ok {
+	key := raw
+	if len(raw) > maxCachedBearer {
+		// A large token is kept by its whole digest, so the cache's memory stays bounded.
+		sum := sha256.Sum256([]byte(raw))
+		key = string(sum[:])
+	}
+	if b, ok := h.bearers.get(key, now); ok {
 		return b, false, nil
 	}
 	if b, err = h.verifyBearer(r, raw, now); err != nil {
 		return nil, false, err
 	}
-	if len(raw) <= maxCachedBearer {
-		h.bearers.put(raw, b, b.s.Expires, now)
-	}
+	h.bearers.put(key, b, b.s.Expires, now)
 	return b, true, nil
 }
 
@@ -168,7 +186,7 @@ func (h *Handler) verifyBearer(r *http.Request, raw string, now time.Time) (*bea
 	}
 	payload, err := d.keys.verify(h.provider.ctx, jws)
 	if err != nil {
-		if keysUnavailable(err) {
+		if errors.Is(err, errKeysUnavailable) {
 			return nil, refuse(errUnreachable, evSessionRejected, "bearer token: provider keys unavailable").causedBy(err).asAPI()
 		}
 		return nil, bearerRefused(errInvalidToken, err.Error())
@@ -183,16 +201,21 @@ func (h *Handler) verifyBearer(r *http.Request, raw string, now time.Time) (*bea
 	}
 	id := claims.NewIdentity(c, h.groupsClaim())
 	id.Scopes = claims.Scopes(c)
-	mapping := claims.Mapping{Mode: claims.ModeAct}
-	if h.imp != nil {
-		mapping.TrustEmail = h.imp.mapping.TrustEmail
+	id.Imp = h.tokenActor(c)
+	if id.Imp != nil && h.imp != nil {
+		// An impersonation lasts no longer by token than by session: lifetime counts from iat.
+		iat, present, _ := numericDate(c, "iat")
+		switch {
+		case !present:
+			return nil, bearerRefused(errInvalidToken, "an impersonating token has no iat")
+		case !now.Before(iat.Add(h.imp.lifetime)):
+			return nil, bearerRefused(errInvalidToken, "impersonation older than its lifetime")
+		case iat.Add(h.imp.lifetime).Before(exp):
+			exp = iat.Add(h.imp.lifetime)
+		}
 	}
-	if imp, ok := mapping.Detect(c); ok {
-		id.Imp = imp
-	}
-	sum := sha256.Sum256([]byte(raw))
 	s := &session.Session{
-		ID:       "bearer-" + base64.RawURLEncoding.EncodeToString(sum[:12]),
+		ID:       bearerID(raw),
 		Provider: h.provKey,
 		Created:  now, LastSeen: now, Expires: exp, TokenExpiry: exp,
 		TokenAudience: h.bearerAudience,
@@ -204,16 +227,42 @@ func (h *Handler) verifyBearer(r *http.Request, raw string, now time.Time) (*bea
 	return &bearer{s: s, id: id}, nil
 }
 
+// tokenActor reads who acts for the token's subject: RFC 8693's act, whatever the route's
+// claims mode, else what the impersonation block reads (its namespace or custom claims), else
+// any known signal — which, with no impersonation block, makes the token refused.
+func (h *Handler) tokenActor(c claims.Set) *claims.Impersonator {
+	mapping := claims.Mapping{Mode: claims.ModeAuto}
+	if h.imp != nil {
+		mapping = h.imp.mapping
+	}
+	if c["act"] != nil {
+		mapping = claims.Mapping{Mode: claims.ModeAct, TrustEmail: mapping.TrustEmail}
+	}
+	if imp, ok := mapping.Detect(c); ok {
+		return imp
+	}
+	return nil
+}
+
+// bearerID names a token in the caches and the audit log: a digest, never the token.
+func bearerID(raw string) string {
+	sum := sha256.Sum256([]byte(raw))
+	return "bearer-" + base64.RawURLEncoding.EncodeToString(sum[:12])
+}
+
 // checkBearerClaims applies the claim checks of RFC 9068 §4 with a bounded clock skew, and
 // refuses an ID token presented as an access token. It returns the token's expiry.
 func (h *Handler) checkBearerClaims(c claims.Set, issuer string, now time.Time) (time.Time, string) {
 	skew := time.Duration(h.Bearer.ClockSkew)
 	aud := c.Strings("aud")
-	exp, hasExp := numericDate(c, "exp")
-	nbf, hasNbf := numericDate(c, "nbf")
-	iat, hasIat := numericDate(c, "iat")
+	exp, hasExp, okExp := numericDate(c, "exp")
+	nbf, hasNbf, okNbf := numericDate(c, "nbf")
+	iat, hasIat, okIat := numericDate(c, "iat")
 	typ, _ := c["typ"].(string) // Keycloak: "Bearer" for access tokens, "ID" for ID tokens
 	switch {
+	case !okExp || !okNbf || !okIat:
+		// A time that does not read as one must not pass for no time at all.
+		return time.Time{}, "malformed time claim"
 	case c.Str("iss") != issuer:
 		return time.Time{}, "issuer is not the provider"
 	case !slices.Contains(aud, h.bearerAudience):
@@ -256,13 +305,18 @@ func accessTokenTyp(v any) bool {
 	return typ == "at+jwt" || typ == "jwt"
 }
 
-// numericDate reads a NumericDate claim (seconds since the epoch, possibly fractional).
-func numericDate(c claims.Set, name string) (time.Time, bool) {
-	f, ok := c[name].(float64)
-	if !ok || f < 0 || f > 1e11 {
-		return time.Time{}, false
+// numericDate reads a NumericDate claim (seconds since the epoch, possibly fractional):
+// present says the claim is there, ok that it reads as a time (absent is ok).
+func numericDate(c claims.Set, name string) (t time.Time, present, ok bool) {
+	v := c[name]
+	if v == nil { // absent, or null
+		return time.Time{}, false, true
 	}
-	return time.Unix(int64(f), 0), true
+	f, isNumber := v.(float64)
+	if !isNumber || f < 0 || f > 1e11 {
+		return time.Time{}, true, false
+	}
+	return time.Unix(int64(f), 0), true, true
 }
 
 // bearerRefused is a refused bearer token: 401 (or 400) with the RFC 6750 challenge, recorded

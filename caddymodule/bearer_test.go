@@ -34,6 +34,9 @@ func TestReadBearer(t *testing.T) {
 		{"an empty token", []string{"Bearer "}, "", true, true},
 		{"the scheme alone", []string{"Bearer"}, "", true, true},
 		{"two headers", []string{"Bearer a", "Bearer b"}, "", true, true},
+		{"a tab after the scheme", []string{"Bearer\tabc"}, "abc", true, false},
+		{"Bearer after another scheme's field", []string{"Basic YTpi", "bearer abc"}, "", true, true},
+		{"two tokens in one field", []string{"Bearer abc def"}, "", true, true},
 	} {
 		h := http.Header{}
 		if tc.values != nil {

@@ -152,12 +152,11 @@ func TestBearerTokensAreRefused(t *testing.T) {
 		})
 	}
 	for name, tok := range map[string]string{
-		"garbage":                 "not-a-jwt",
-		"three empty parts":       "..",
-		"a JWS in JSON form":      `{"payload":"e30","signatures":[]}`,
-		"larger than 16 KB":       h.mint(devidp.AccessTokenOptions{Claims: map[string]any{"pad": strings.Repeat("x", 17<<10)}}),
-		"an HMAC-signed token":    "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJhdXRoMHxhbGljZSJ9.c2lnbmF0dXJl",
-		"a token with whitespace": "abc def",
+		"garbage":              "not-a-jwt",
+		"three empty parts":    "..",
+		"a JWS in JSON form":   `{"payload":"e30","signatures":[]}`,
+		"larger than 16 KB":    h.mint(devidp.AccessTokenOptions{Claims: map[string]any{"pad": strings.Repeat("x", 17<<10)}}),
+		"an HMAC-signed token": "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJhdXRoMHxhbGljZSJ9.c2lnbmF0dXJl",
 	} {
 		t.Run(name, func(t *testing.T) {
 			wantBearerRefused(t, h, h.withBearer(tok), http.StatusUnauthorized, "invalid_token")
@@ -184,8 +183,10 @@ func TestMalformedBearerOffersAreBadRequests(t *testing.T) {
 	h := bearerHarness(t, nil)
 	tok := h.mint(devidp.AccessTokenOptions{})
 	for name, headers := range map[string][]string{
-		"two Authorization headers": {"Authorization", "Bearer " + tok, "Authorization", "Bearer " + tok},
-		"an empty token":            {"Authorization", "Bearer   "},
+		"two Authorization headers":             {"Authorization", "Bearer " + tok, "Authorization", "Bearer " + tok},
+		"an empty token":                        {"Authorization", "Bearer   "},
+		"two tokens":                            {"Authorization", "Bearer abc def"},
+		"a Bearer field after another scheme's": {"Authorization", "Basic YTpi", "Authorization", "Bearer " + tok},
 	} {
 		t.Run(name, func(t *testing.T) {
 			wantBearerRefused(t, h, h.api(http.MethodGet, "/api/reports", headers...), http.StatusBadRequest, "invalid_request")
@@ -344,12 +345,18 @@ func TestABearerTokenWithActIsImpersonation(t *testing.T) {
 		if r.status != http.StatusForbidden {
 			t.Errorf("a protected subject: %d", r.status)
 		}
-		// Auth0's impersonation claims in a token are impersonation too, one bearer routes do
-		// not read: refused, never taken for the user's own token.
-		r = h.withBearer(h.mint(devidp.AccessTokenOptions{Claims: map[string]any{"impersonated": true,
-			"impersonator": map[string]any{"user_id": "auth0|admin"}}}))
+		// Impersonation the route's claims mode reads (auto: Auth0's too) is impersonation by
+		// token as well: under the same policy, never taken for the user's own token.
+		auth0Claims := func(who string) map[string]any {
+			return map[string]any{"impersonated": true, "impersonator": map[string]any{"user_id": who}}
+		}
+		r = h.withBearer(h.mint(devidp.AccessTokenOptions{Claims: auth0Claims("auth0|mallory")}))
 		if r.status != http.StatusForbidden {
-			t.Errorf("Auth0 impersonation claims in a bearer token: %d", r.status)
+			t.Errorf("Auth0 impersonation claims naming an actor the policy does not list: %d", r.status)
+		}
+		e, _ = h.withBearer(h.mint(devidp.AccessTokenOptions{Claims: auth0Claims("auth0|admin")})).echo()
+		if e.Headers.Get("X-Forwarded-Impersonated") != "true" || e.Headers.Get("X-Forwarded-Impersonator") != "auth0|admin" {
+			t.Errorf("Auth0 impersonation claims naming a listed actor: %v", e.Headers)
 		}
 	})
 }
