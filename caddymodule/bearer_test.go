@@ -5,9 +5,11 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -179,4 +181,84 @@ func BenchmarkBearer(b *testing.B) {
 	}
 	b.Run("cached", func(b *testing.B) { run(b, false) })
 	b.Run("uncached", func(b *testing.B) { run(b, true) })
+}
+
+// jwksServer serves body as a key set and counts the fetches; down makes it answer 503.
+type jwksServer struct {
+	srv     *httptest.Server
+	fetches atomic.Int32
+	down    atomic.Bool
+	body    atomic.Value // string
+}
+
+func newJWKSServer(t *testing.T, body string) *jwksServer {
+	j := &jwksServer{}
+	j.body.Store(body)
+	j.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		j.fetches.Add(1)
+		if j.down.Load() {
+			http.Error(w, "down", http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = w.Write([]byte(j.body.Load().(string)))
+	}))
+	t.Cleanup(j.srv.Close)
+	return j
+}
+
+func publicJWK(t *testing.T, key *rsa.PrivateKey, kid string) string {
+	b, err := json.Marshal(jose.JSONWebKey{Key: &key.PublicKey, KeyID: kid, Algorithm: "RS256", Use: "sig"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+func TestTheKeySet(t *testing.T) {
+	t.Parallel()
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok := signBearer(t, key, typicalBearerClaims())
+	jws, err := jose.ParseSignedCompact(tok, bearerAlgs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := unitNow
+	newSet := func(j *jwksServer) *keySet {
+		return &keySet{url: j.srv.URL, client: j.srv.Client(), timeout: time.Second, now: func() time.Time { return now },
+			logger: zap.NewNop()}
+	}
+
+	t.Run("a key of a type it does not know leaves the others usable", func(t *testing.T) {
+		j := newJWKSServer(t, `{"keys":[{"kty":"XYZ","kid":"new-curve","crv":"X9"},`+publicJWK(t, key, "k1")+`]}`)
+		if _, err := newSet(j).verify(context.Background(), jws); err != nil {
+			t.Fatalf("verify: %v", err)
+		}
+	})
+	t.Run("old keys go on verifying while newer ones are fetched, even when the fetch fails", func(t *testing.T) {
+		j := newJWKSServer(t, `{"keys":[`+publicJWK(t, key, "k1")+`]}`)
+		k := newSet(j)
+		if _, err := k.verify(context.Background(), jws); err != nil {
+			t.Fatal(err)
+		}
+		j.down.Store(true)
+		now = now.Add(keysMaxAge + time.Minute)
+		if _, err := k.verify(context.Background(), jws); err != nil {
+			t.Fatalf("with hour-old keys and the provider down: %v", err)
+		}
+		k.fetchMu.Lock() // the background fetch is done
+		k.fetchMu.Unlock()
+		if n := j.fetches.Load(); n != 2 {
+			t.Errorf("%d fetches, want the first and one background refresh", n)
+		}
+	})
+	t.Run("no keys and no provider: unavailable, not a bad token", func(t *testing.T) {
+		j := newJWKSServer(t, "")
+		j.down.Store(true)
+		if _, err := newSet(j).verify(context.Background(), jws); !errors.Is(err, errKeysUnavailable) {
+			t.Errorf("verify: %v, want errKeysUnavailable", err)
+		}
+	})
 }

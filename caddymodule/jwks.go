@@ -59,7 +59,11 @@ func (k *keySet) verify(ctx context.Context, jws *jose.JSONWebSignature) ([]byte
 	alg := jws.Signatures[0].Protected.Algorithm
 	now := k.now()
 	f := k.cur.Load()
-	if f == nil || now.Sub(f.at) >= keysMaxAge || len(f.match(kid, alg)) == 0 {
+	if f != nil && now.Sub(f.at) >= keysMaxAge {
+		// Old keys go on verifying while newer ones are fetched: no request waits for that.
+		k.refreshInBackground(ctx, f, now)
+	}
+	if f == nil || len(f.match(kid, alg)) == 0 {
 		var err error
 		if f, err = k.refresh(ctx, f, now); err != nil {
 			return nil, err
@@ -82,6 +86,22 @@ func (k *keySet) verify(ctx context.Context, jws *jose.JSONWebSignature) ([]byte
 func (k *keySet) refresh(ctx context.Context, old *fetchedKeys, now time.Time) (*fetchedKeys, error) {
 	k.fetchMu.Lock()
 	defer k.fetchMu.Unlock()
+	return k.refreshLocked(ctx, old, now)
+}
+
+// refreshInBackground fetches the keys in a goroutine, unless a fetch is under way.
+func (k *keySet) refreshInBackground(ctx context.Context, old *fetchedKeys, now time.Time) {
+	if !k.fetchMu.TryLock() {
+		return
+	}
+	go func() {
+		defer k.fetchMu.Unlock()
+		_, _ = k.refreshLocked(ctx, old, now)
+	}()
+}
+
+// refreshLocked is refresh with fetchMu held.
+func (k *keySet) refreshLocked(ctx context.Context, old *fetchedKeys, now time.Time) (*fetchedKeys, error) {
 	if cur := k.cur.Load(); cur != old && cur != nil {
 		return cur, nil // fetched while this request waited
 	}
@@ -125,13 +145,18 @@ func (k *keySet) fetch(ctx context.Context) ([]jose.JSONWebKey, error) {
 	if resp.StatusCode != http.StatusOK {
 		return nil, fmt.Errorf("jwks_uri answered %s", resp.Status)
 	}
-	var set jose.JSONWebKeySet
+	var set struct {
+		Keys []json.RawMessage `json:"keys"`
+	}
 	if err := json.NewDecoder(io.LimitReader(resp.Body, maxJWKS)).Decode(&set); err != nil {
 		return nil, fmt.Errorf("decoding the key set: %w", err)
 	}
-	keys := set.Keys[:0]
-	for _, key := range set.Keys {
-		if key.Valid() && key.IsPublic() && (key.Use == "" || key.Use == "sig") {
+	// Each key on its own: one of a type this server does not know (a new curve, an
+	// encryption key) must not take the others with it.
+	var keys []jose.JSONWebKey
+	for _, raw := range set.Keys {
+		var key jose.JSONWebKey
+		if key.UnmarshalJSON(raw) == nil && key.Valid() && key.IsPublic() && (key.Use == "" || key.Use == "sig") {
 			keys = append(keys, key)
 		}
 	}
