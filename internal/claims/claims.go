@@ -83,11 +83,9 @@ func Render(v any) string {
 	case float64:
 		s = strconv.FormatFloat(x, 'f', -1, 64)
 	case []any:
-		parts := make([]string, 0, len(x))
-		for _, e := range x {
-			parts = append(parts, Render(e))
-		}
-		s = strings.Join(parts, ",")
+		// Elements are joined with ","; one holding a comma is left out, or ["x,admin"] would
+		// read upstream as membership of admin.
+		s = strings.Join(listParts(nil, x), ",")
 	default:
 		b, err := json.Marshal(x)
 		if err != nil {
@@ -96,6 +94,19 @@ func Render(v any) string {
 		s = string(b)
 	}
 	return HeaderSafe(s)
+}
+
+// listParts appends the rendered elements of a list, nested lists flattened, leaving out any
+// element that holds a comma.
+func listParts(parts []string, l []any) []string {
+	for _, e := range l {
+		if sub, ok := e.([]any); ok {
+			parts = listParts(parts, sub)
+		} else if p := Render(e); !strings.Contains(p, ",") {
+			parts = append(parts, p)
+		}
+	}
+	return parts
 }
 
 // headerSafe replaces control characters, which could split or corrupt a header, with spaces.

@@ -208,6 +208,8 @@ func TestRenderTurnsClaimsIntoHeaderValues(t *testing.T) {
 		{"an object is compact JSON with sorted keys", map[string]any{"b": float64(2), "a": "x"}, `{"a":"x","b":2}`},
 		{"a list of objects joins their JSON", []any{map[string]any{"a": float64(1)}, map[string]any{"b": float64(2)}}, `{"a":1},{"b":2}`},
 		{"a nested list is flattened with commas", []any{[]any{"a", "b"}, "c"}, "a,b,c"},
+		{"an element holding a comma is left out", []any{"x,admin", "staff", []any{"y,z"}}, "staff"},
+		{"an object holding a comma is left out of a list", []any{map[string]any{"a": 1.0, "b": 2.0}, "c"}, "c"},
 		{"CR and LF are replaced by spaces", "a\r\nX-Evil: 1", "a  X-Evil: 1"},
 		{"tab, NUL and DEL are replaced by spaces", "a\tb\x00c\x7fd", "a b c d"},
 		{"control characters in list elements are replaced", []any{"a\nb", "c"}, "a b,c"},
