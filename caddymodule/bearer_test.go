@@ -248,9 +248,10 @@ func TestTheKeySet(t *testing.T) {
 		if _, err := k.verify(context.Background(), jws); err != nil {
 			t.Fatalf("with hour-old keys and the provider down: %v", err)
 		}
-		k.fetchMu.Lock() // the background fetch is done
+		k.fetchMu.Lock() // held by the background fetch until it is done
+		n := j.fetches.Load()
 		k.fetchMu.Unlock()
-		if n := j.fetches.Load(); n != 2 {
+		if n != 2 {
 			t.Errorf("%d fetches, want the first and one background refresh", n)
 		}
 	})
