@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
@@ -75,15 +76,24 @@ func (a *AdminAPI) serveSessions(w http.ResponseWriter, r *http.Request) error {
 	return caddy.APIError{HTTPStatus: http.StatusMethodNotAllowed, Err: fmt.Errorf("method %s not allowed", r.Method)}
 }
 
-// serveRotate makes a new assertion signing key current now; the old one stays published
-// until what it signed has expired.
+// serveRotate makes a new assertion signing key: published at once, signing
+// assertion.PublishAhead later (when every instance and cached JWKS has it); the old one stays
+// published until what it signed has expired.
 func (a *AdminAPI) serveRotate(w http.ResponseWriter, r *http.Request) error {
 	if r.Method != http.MethodPost {
 		return caddy.APIError{HTTPStatus: http.StatusMethodNotAllowed, Err: fmt.Errorf("method %s not allowed", r.Method)}
 	}
-	kids, err := rotateAllAssertionKeys(r.Context())
+	keys, err := rotateAllAssertionKeys(r.Context())
 	if err != nil {
 		return caddy.APIError{HTTPStatus: http.StatusServiceUnavailable, Err: err}
+	}
+	kids := make([]string, len(keys))
+	var from time.Time
+	for i, k := range keys {
+		kids[i] = k.ID
+		if k.Active.After(from) {
+			from = k.Active
+		}
 	}
 	if len(kids) == 0 {
 		return caddy.APIError{HTTPStatus: http.StatusNotFound, Err: fmt.Errorf("no handler signs identity assertions")}
@@ -92,7 +102,8 @@ func (a *AdminAPI) serveRotate(w http.ResponseWriter, r *http.Request) error {
 		ce.Write(zap.String("event", evAssertionKeyRotated), zap.Strings("kid", kids),
 			zap.String("via", "admin_api"), zap.String("client_ip", r.RemoteAddr))
 	}
-	return writeAdminJSON(w, http.StatusOK, map[string][]string{"kids": kids})
+	return writeAdminJSON(w, http.StatusOK, map[string]any{"kids": kids,
+		"signing_from": from.UTC().Format(time.RFC3339)})
 }
 
 // revoke ends the sessions named by id, or selected by f, in every open store.

@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"strings"
+	"strconv"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -27,8 +27,9 @@ type AssertionConfig struct {
 	Header string `json:"header,omitempty"`
 	// The aud claim: the name your application checks the assertion was made for. Required.
 	Audience string `json:"audience,omitempty"`
-	// The iss claim. Default: the request's origin (scheme://host), or the origin of an
-	// absolute redirect_uri. Set it when the site answers to several host names.
+	// The iss claim: the site's origin, e.g. https://app.example.com. Default: the origin of
+	// an absolute redirect_uri; required with a relative one (the request's Host header is
+	// the client's to choose, so it never names the issuer).
 	Issuer string `json:"issuer,omitempty"`
 	// How long an assertion is valid, at most 1h, and never past the session's end. An
 	// assertion is reused while more than half of it remains. Default: 5m.
@@ -40,6 +41,9 @@ type AssertionConfig struct {
 }
 
 const (
+	// jwksMaxAge is how long a client may cache jwks.json; a new key is published well before
+	// (assertion.PublishAhead) it signs.
+	jwksMaxAge               = 30 * time.Second
 	defaultAssertionHeader   = "X-Identity-Assertion"
 	defaultAssertionLifetime = 5 * time.Minute
 	defaultKeyRotation       = 30 * 24 * time.Hour
@@ -57,7 +61,7 @@ var reservedAssertionHeaders = []string{"Authorization", "Connection", "Content-
 type assertionSigner struct {
 	header   string // canonical
 	audience string
-	issuer   string // "": the request's origin
+	issuer   string
 	lifetime time.Duration
 	rotation time.Duration
 	keys     *keyManager
@@ -87,9 +91,13 @@ func (h *Handler) provisionAssertion(ctx caddy.Context) error {
 	a := &assertionSigner{header: http.CanonicalHeaderKey(c.Header), audience: c.Audience, issuer: c.Issuer,
 		lifetime: time.Duration(c.Lifetime), rotation: time.Duration(c.KeyRotation), cache: newAssertionCache()}
 	if a.issuer == "" {
-		if u, err := url.Parse(h.RedirectURI); err == nil && u.Scheme != "" && u.Host != "" {
-			a.issuer = u.Scheme + "://" + u.Host
+		u, err := url.Parse(h.RedirectURI)
+		if err != nil || u.Scheme == "" || u.Host == "" {
+			// The request's Host is the client's to choose: an issuer taken from it would let a
+			// signed-in user have assertions made for any site that trusts these keys.
+			return errors.New("oidc_auth assertion: set issuer (the site's origin, e.g. https://app.example.com), or give an absolute redirect_uri: the request's Host header cannot name the issuer")
 		}
+		a.issuer = u.Scheme + "://" + u.Host
 	}
 	h.headers.manage(a.header)
 	var err error
@@ -146,24 +154,20 @@ func (a *assertionSigner) release() error {
 }
 
 // setAssertion puts the session's assertion in the request's headers: the one signed for it
-// earlier while it is good for more than half its lifetime, under the current key and for
-// this issuer; else a new one.
+// earlier while it is good for more than half its lifetime and under the current key; else a
+// new one.
 func (h *Handler) setAssertion(r *http.Request, s *session.Session) error {
 	a := h.assertion
 	now := h.now()
 	key := a.keys.current(now)
 	if s.ID != "" {
 		if e, ok := a.cache.get(s.ID, now); ok && e.kid == key.ID && e.subject == s.Subject &&
-			e.tokenExpiry.Equal(s.TokenExpiry) && a.sameIssuer(e.issuer, r) {
+			e.tokenExpiry.Equal(s.TokenExpiry) {
 			r.Header[a.header] = []string{e.token}
 			return nil
 		}
 	}
-	iss := a.issuer
-	if iss == "" {
-		iss = h.absoluteURL(r, "")
-	}
-	c := claimsOf(s, iss, a.audience, now, a.lifetime)
+	c := claimsOf(s, a.issuer, a.audience, now, a.lifetime)
 	tok, err := key.Sign(c)
 	if err != nil {
 		return err
@@ -171,28 +175,11 @@ func (h *Handler) setAssertion(r *http.Request, s *session.Session) error {
 	if s.ID != "" {
 		iat, exp := time.Unix(c.IssuedAt, 0), time.Unix(c.Expiry, 0)
 		renewAt := iat.Add(exp.Sub(iat) / 2)
-		a.cache.put(s.ID, cachedAssertion{token: tok, kid: key.ID, issuer: iss, subject: s.Subject,
+		a.cache.put(s.ID, cachedAssertion{token: tok, kid: key.ID, subject: s.Subject,
 			tokenExpiry: s.TokenExpiry}, renewAt, now)
 	}
 	r.Header[a.header] = []string{tok}
 	return nil
-}
-
-// sameIssuer reports whether iss is this request's issuer, without building it.
-func (a *assertionSigner) sameIssuer(iss string, r *http.Request) bool {
-	if a.issuer != "" {
-		return iss == a.issuer
-	}
-	scheme := "https"
-	if r.TLS == nil {
-		scheme = "http"
-	}
-	rest, ok := strings.CutPrefix(iss, scheme)
-	if !ok {
-		return false
-	}
-	rest, ok = strings.CutPrefix(rest, "://")
-	return ok && rest == r.Host
 }
 
 // claimsOf is what an assertion says of s.
@@ -234,7 +221,7 @@ func (h *Handler) serveJWKS(w http.ResponseWriter, r *http.Request) error {
 	}
 	w.Header().Set("Content-Type", "application/json")
 	// Short: an application refetches the set when it meets an unknown kid anyway.
-	w.Header().Set("Cache-Control", "public, max-age=30")
+	w.Header().Set("Cache-Control", "public, max-age="+strconv.Itoa(int(jwksMaxAge/time.Second)))
 	w.WriteHeader(http.StatusOK)
 	if r.Method == http.MethodGet {
 		_, _ = w.Write(body)
@@ -244,8 +231,8 @@ func (h *Handler) serveJWKS(w http.ResponseWriter, r *http.Request) error {
 
 // cachedAssertion is an assertion signed for a session.
 type cachedAssertion struct {
-	token, kid, issuer, subject string
-	tokenExpiry                 time.Time // the session's tokens: renewed tokens may say otherwise
+	token, kid, subject string
+	tokenExpiry         time.Time // the session's tokens: renewed tokens may say otherwise
 }
 
 // maxAssertionsPerShard bounds the assertions kept per handler: 16 shards of it.

@@ -153,18 +153,23 @@ func (m *keyManager) current(now time.Time) *assertion.Key {
 			m.refreshLogged()
 		})
 	}
-	return s.set.Current()
+	return s.set.Current(now)
 }
 
 // jwks is the JWKS document of the published keys, from a copy at most jwksFreshness old.
 func (m *keyManager) jwks(ctx context.Context) ([]byte, error) {
-	if time.Since(m.snap.Load().loaded) > jwksFreshness {
-		m.reload.Lock()
-		if time.Since(m.snap.Load().loaded) > jwksFreshness {
-			if set, err := m.load(ctx); err != nil {
-				// The copy in hand is still right but for a rotation elsewhere: serve it.
-				m.logger.Warn("reloading the assertion signing keys", zap.Error(err))
-			} else if set != nil {
+	// One reload at a time, and none while a refresh holds the lock: the copy in hand is
+	// served meanwhile. A failed reload counts as one, so a failing storage is read at most
+	// once per jwksFreshness, however many requests come.
+	if time.Since(m.snap.Load().loaded) > jwksFreshness && m.reload.TryLock() {
+		if s := m.snap.Load(); time.Since(s.loaded) > jwksFreshness {
+			if set, err := m.load(ctx); err != nil || set == nil {
+				if err != nil {
+					// The copy in hand is still right but for a rotation elsewhere: serve it.
+					m.logger.Warn("reloading the assertion signing keys", zap.Error(err))
+				}
+				m.publish(s.set)
+			} else {
 				m.publish(set)
 			}
 		}
@@ -245,7 +250,7 @@ func (m *keyManager) refresh(ctx context.Context, now time.Time, rotate bool) er
 		if err := m.storage.Store(ctx, assertionKeysPath, b); err != nil {
 			return fmt.Errorf("storing %s: %w", assertionKeysPath, err)
 		}
-		m.logger.Info("assertion signing keys changed", zap.String("kid", set.Current().ID),
+		m.logger.Info("assertion signing keys changed", zap.String("newest_kid", set.Newest().ID), zap.String("signing_kid", set.Current(now).ID),
 			zap.Int("published", len(set.Published(now))))
 	}
 	m.publish(set)
@@ -292,9 +297,9 @@ func acquireKeyManager(ctx caddy.Context, period time.Duration) (*keyManager, st
 }
 
 // rotateAllAssertionKeys rotates the keys of every storage this process signs with, and
-// returns the new keys' IDs.
-func rotateAllAssertionKeys(ctx context.Context) ([]string, error) {
-	var kids []string
+// returns the new keys: published now, signing from their Active time.
+func rotateAllAssertionKeys(ctx context.Context) ([]*assertion.Key, error) {
+	var keys []*assertion.Key
 	var err error
 	assertionKeys.Range(func(_, v any) bool {
 		m, ok := v.(*keyManager)
@@ -304,8 +309,8 @@ func rotateAllAssertionKeys(ctx context.Context) ([]string, error) {
 		if err = m.refresh(ctx, m.now(), true); err != nil {
 			return false
 		}
-		kids = append(kids, m.snap.Load().set.Current().ID)
+		keys = append(keys, m.snap.Load().set.Newest())
 		return true
 	})
-	return kids, err
+	return keys, err
 }

@@ -107,6 +107,9 @@ func (h *harness) handlerConfig(cfg func(*Handler)) Handler {
 	if cfg != nil {
 		cfg(&hc)
 	}
+	if hc.Assertion != nil && hc.Assertion.Issuer == "" && !strings.Contains(hc.RedirectURI, "://") {
+		hc.Assertion.Issuer = h.siteURL // the module takes no issuer from the Host header
+	}
 	return hc
 }
 

@@ -84,9 +84,22 @@ func newProvider(ctx context.Context, cfg providerConfig) *provider {
 		base = &assertingTransport{next: base, p: p}
 	}
 	transport := &timedTransport{next: base, m: cfg.metrics, endpoint: p.endpointOf}
-	p.client = &http.Client{Timeout: cfg.timeout, Transport: transport}
+	p.client = &http.Client{Timeout: cfg.timeout, Transport: transport, CheckRedirect: keepPostsHome}
 	p.ctx = oidc.ClientContext(ctx, p.client)
 	return p
+}
+
+// keepPostsHome follows redirects of GETs (discovery, keys) as net/http does, and none of a
+// POST: a token request carries the code, its verifier, a refresh token or the client's
+// secret, and a 307 or 308 would have net/http send them on to wherever it points.
+func keepPostsHome(req *http.Request, via []*http.Request) error {
+	if via[0].Method == http.MethodPost {
+		return http.ErrUseLastResponse
+	}
+	if len(via) >= 10 {
+		return errors.New("stopped after 10 redirects")
+	}
+	return nil
 }
 
 // get returns the discovered provider, discovering it first when needed. Concurrent

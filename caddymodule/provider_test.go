@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -74,5 +75,33 @@ func TestConcurrentRequestsShareOneDiscovery(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// A token endpoint answering 307 or 308 must not have the module send the code, the refresh
+// token or the client's secret on to where it points.
+func TestTheProviderClientFollowsNoRedirectOfAPost(t *testing.T) {
+	t.Parallel()
+	var leaked atomic.Int32
+	elsewhere := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { leaked.Add(1) }))
+	defer elsewhere.Close()
+	token := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, elsewhere.URL+r.URL.Path, http.StatusTemporaryRedirect)
+	}))
+	defer token.Close()
+	p := newProvider(context.Background(), providerConfig{now: time.Now, logger: zap.NewNop()})
+	for _, method := range []string{http.MethodPost, http.MethodGet} {
+		req, _ := http.NewRequest(method, token.URL+"/oauth/token", strings.NewReader("code=c&client_secret=s"))
+		resp, err := p.client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if method == http.MethodPost && (resp.StatusCode != http.StatusTemporaryRedirect || leaked.Load() != 0) {
+			t.Errorf("a POST answered 307: status %d, %d requests reached the redirect's target", resp.StatusCode, leaked.Load())
+		}
+		if method == http.MethodGet && leaked.Load() != 1 {
+			t.Errorf("a GET's redirect was not followed (discovery and keys may move)")
+		}
 	}
 }

@@ -26,7 +26,7 @@ func newSet(t testing.TB) *Set {
 
 func TestASignedAssertionVerifiesWithTheKeysPublicHalf(t *testing.T) {
 	t.Parallel()
-	k := newSet(t).Current()
+	k := newSet(t).Newest()
 	c := &Claims{Issuer: "https://app.example.com", Subject: "auth0|alice", Audience: "billing",
 		IssuedAt: t0.Unix(), NotBefore: t0.Unix(), Expiry: t0.Add(5 * time.Minute).Unix(), ID: NewID(),
 		Email: "alice@example.com", EmailVerified: true, Groups: []string{"staff"}, SessionID: "s1",
@@ -50,7 +50,7 @@ func TestASignedAssertionVerifiesWithTheKeysPublicHalf(t *testing.T) {
 		if !ecdsa.Verify(k.Public(), digest[:], r, s) {
 			t.Fatal("the signature does not verify")
 		}
-		other := newSet(t).Current()
+		other := newSet(t).Newest()
 		if ecdsa.Verify(other.Public(), digest[:], r, s) {
 			t.Fatal("another key verifies it")
 		}
@@ -104,7 +104,7 @@ func TestTheKidIsTheRFC7638Thumbprint(t *testing.T) {
 	if got, want := thumbprint(x, y), "oKIywvGUpTVTyxMQ3bwIIeQUudfr_CkLMjCE19ECD-U"; got != want {
 		t.Fatalf("thumbprint %s, want %s", got, want)
 	}
-	k := newSet(t).Current()
+	k := newSet(t).Newest()
 	pub, _ := k.Public().Bytes()
 	if k.ID != thumbprint(base64.RawURLEncoding.EncodeToString(pub[1:33]), base64.RawURLEncoding.EncodeToString(pub[33:])) {
 		t.Fatal("a key's ID is not its thumbprint")
@@ -125,7 +125,7 @@ func TestTheJWKSPublishesPublicKeysOnly(t *testing.T) {
 		t.Fatalf("JWKS %s: %v", b, err)
 	}
 	k := doc.Keys[0]
-	want := map[string]string{"kty": "EC", "crv": "P-256", "kid": s.Current().ID, "alg": "ES256", "use": "sig"}
+	want := map[string]string{"kty": "EC", "crv": "P-256", "kid": s.Newest().ID, "alg": "ES256", "use": "sig"}
 	for name, v := range want {
 		if k[name] != v {
 			t.Errorf("%s = %q, want %q", name, k[name], v)
@@ -137,7 +137,7 @@ func TestTheJWKSPublishesPublicKeysOnly(t *testing.T) {
 	xb, _ := base64.RawURLEncoding.DecodeString(k["x"])
 	yb, _ := base64.RawURLEncoding.DecodeString(k["y"])
 	pub, err := ecdsa.ParseUncompressedPublicKey(elliptic.P256(), append(append([]byte{4}, xb...), yb...))
-	if err != nil || !pub.Equal(s.Current().Public()) {
+	if err != nil || !pub.Equal(s.Newest().Public()) {
 		t.Fatalf("x and y are not the public key: %v", err)
 	}
 }
@@ -146,7 +146,7 @@ func TestRotationAndRetirement(t *testing.T) {
 	t.Parallel()
 	every := 30 * 24 * time.Hour
 	s := newSet(t)
-	first := s.Current()
+	first := s.Current(t0)
 	if s.RotationDue(t0.Add(every-time.Second), every) {
 		t.Error("rotation due before the key's age")
 	}
@@ -162,40 +162,64 @@ func TestRotationAndRetirement(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r.Current() == first || r.Current().ID == first.ID || !r.Current().Retired.IsZero() {
-		t.Fatal("the rotation did not make a new current key")
+	next := r.Newest()
+	if next.ID == first.ID || !next.Retired.IsZero() {
+		t.Fatal("the rotation did not make a new key")
 	}
-	if s.Current() != first || !first.Retired.IsZero() {
+	if s.Current(at) != first || !first.Retired.IsZero() {
 		t.Fatal("rotating changed the set it started from")
+	}
+	// The new key is published at once and signs only PublishAhead later: every instance and
+	// every cached JWKS has it before an assertion names it.
+	if n := len(r.Published(at)); n != 2 {
+		t.Fatalf("%d keys published right after a rotation, want both", n)
+	}
+	if cur := r.Current(at.Add(PublishAhead - time.Second)); cur.ID != first.ID {
+		t.Errorf("the new key signs %v after its creation, before PublishAhead", PublishAhead-time.Second)
+	}
+	switchAt := at.Add(PublishAhead)
+	if cur := r.Current(switchAt); cur.ID != next.ID {
+		t.Error("the new key does not sign once PublishAhead has passed")
+	}
+	if got := r.NextChange(at, every); !got.Equal(switchAt) {
+		t.Errorf("next change %v, want the switch at %v", got, switchAt)
+	}
+	if got := r.NextChange(switchAt, every); !got.Equal(switchAt.Add(Retention)) {
+		t.Errorf("next change %v, want the old key's end at %v", got, switchAt.Add(Retention))
 	}
 	if r.RotationDue(at, every) {
 		t.Error("rotation due right after a rotation")
 	}
-	if n := len(r.Published(at)); n != 2 {
-		t.Fatalf("%d keys published right after a rotation, want both", n)
-	}
-	if got := r.NextChange(at, every); !got.Equal(at.Add(Retention)) {
-		t.Errorf("next change %v, want the old key's end at %v", got, at.Add(Retention))
-	}
-	if n := len(r.Published(at.Add(Retention - time.Second))); n != 2 {
+	if n := len(r.Published(switchAt.Add(Retention - time.Second))); n != 2 {
 		t.Errorf("the retired key went before every assertion it signed expired (%d published)", n)
 	}
 	if Retention <= MaxLifetime {
 		t.Errorf("retention %v does not outlast the longest assertion %v", Retention, MaxLifetime)
 	}
-	if pub := r.Published(at.Add(Retention)); len(pub) != 1 || pub[0] != r.Current() {
+	if pub := r.Published(switchAt.Add(Retention)); len(pub) != 1 || pub[0].ID != next.ID {
 		t.Error("the retired key is still published after its retention")
 	}
-	if _, pruned := r.Prune(at.Add(Retention - time.Second)); pruned {
+	if _, pruned := r.Prune(switchAt.Add(Retention - time.Second)); pruned {
 		t.Error("pruned a key within its retention")
 	}
-	p, pruned := r.Prune(at.Add(Retention))
-	if !pruned || len(p.Keys()) != 1 || p.Current().ID != r.Current().ID {
+	p, pruned := r.Prune(switchAt.Add(Retention))
+	if !pruned || len(p.Keys()) != 1 || p.Newest().ID != next.ID {
 		t.Fatalf("pruning after retention left %d keys", len(p.Keys()))
 	}
 	// Even long unused, the current key itself is never pruned.
-	if p, _ := p.Prune(at.Add(100 * every)); p.Current() == nil {
+	if p, _ := p.Prune(at.Add(100 * every)); p.Current(at.Add(100*every)) == nil {
 		t.Fatal("pruning removed the current key")
+	}
+	// Two rotations before the first switch: the keys take over in turn, none is left out.
+	r2, err := r.Rotate(at.Add(time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cur := r2.Current(at.Add(time.Minute + PublishAhead)); cur.ID != r2.Newest().ID {
+		t.Error("the second new key does not sign after its PublishAhead")
+	}
+	if n := len(r2.Published(at.Add(time.Minute))); n != 3 {
+		t.Errorf("%d keys published, want all three", n)
 	}
 }
 
@@ -210,12 +234,13 @@ func TestTheStoredSetRoundTripsAndRefusesCorruption(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(back.Keys()) != 2 || back.Current().ID != s.Current().ID || back.Keys()[1].Retired.IsZero() ||
-		!back.Keys()[1].Created.Equal(t0) {
+	if len(back.Keys()) != 2 || back.Newest().ID != s.Newest().ID || back.Keys()[1].Retired.IsZero() ||
+		!back.Keys()[1].Created.Equal(t0) || !back.Newest().Active.Equal(s.Newest().Active) ||
+		!back.Keys()[1].Active.Equal(t0) {
 		t.Fatalf("round trip changed the set: %+v", back.Keys())
 	}
-	tok, _ := back.Current().Sign(&Claims{Subject: "x"})
-	if _, err := Verify(tok, s.Current().Public(), new(Claims)); err != nil {
+	tok, _ := back.Newest().Sign(&Claims{Subject: "x"})
+	if _, err := Verify(tok, s.Newest().Public(), new(Claims)); err != nil {
 		t.Fatalf("the reloaded key does not sign as the original: %v", err)
 	}
 
@@ -272,7 +297,7 @@ func TestAnAssertionNeverOutlivesItsSession(t *testing.T) {
 }
 
 func BenchmarkSign(b *testing.B) {
-	k := newSet(b).Current()
+	k := newSet(b).Newest()
 	c := &Claims{Issuer: "https://app.example.com", Subject: "auth0|5f1c2d3e4f5a6b7c8d9e0f1a", Audience: "app",
 		IssuedAt: t0.Unix(), NotBefore: t0.Unix(), Expiry: t0.Add(5 * time.Minute).Unix(), ID: NewID(),
 		Email: "alice@example.com", EmailVerified: true, Name: "Alice Example", PreferredUsername: "alice",

@@ -23,6 +23,10 @@ const (
 	// Retention is how long a retired key stays published: every assertion it signed has
 	// expired by then, including one signed by an instance that had not yet seen the rotation.
 	Retention = MaxLifetime + 10*time.Minute
+	// PublishAhead is how long a new key is published before it signs, so that every instance
+	// publishes it (they reread the set every 30 s) and a JWKS cached by an application (for
+	// its max-age of 30 s) has it before any assertion names it.
+	PublishAhead = 2 * time.Minute
 )
 
 // Key is one ES256 (P-256) signing key.
@@ -30,7 +34,10 @@ type Key struct {
 	// ID is the key's RFC 7638 thumbprint, the kid of its JWK and of what it signs.
 	ID      string
 	Created time.Time
-	// Retired is when a newer key replaced it; zero while it is the current key.
+	// Active is when it starts signing: at once for the first key, PublishAhead after its
+	// creation for the next.
+	Active time.Time
+	// Retired is when a newer key takes over from it; zero for the newest key.
 	Retired time.Time
 
 	private *ecdsa.PrivateKey
@@ -44,15 +51,16 @@ func NewKey(now time.Time) (*Key, error) {
 	if err != nil {
 		return nil, fmt.Errorf("generating a P-256 key: %w", err)
 	}
-	return newKey(priv, now.Truncate(time.Second), time.Time{})
+	now = now.Truncate(time.Second)
+	return newKey(priv, now, now, time.Time{})
 }
 
-func newKey(priv *ecdsa.PrivateKey, created, retired time.Time) (*Key, error) {
+func newKey(priv *ecdsa.PrivateKey, created, active, retired time.Time) (*Key, error) {
 	pub, err := priv.PublicKey.Bytes()
 	if err != nil || len(pub) != 65 || pub[0] != 4 {
 		return nil, errors.New("not a P-256 key")
 	}
-	k := &Key{Created: created, Retired: retired, private: priv,
+	k := &Key{Created: created, Active: active, Retired: retired, private: priv,
 		x: base64.RawURLEncoding.EncodeToString(pub[1:33]),
 		y: base64.RawURLEncoding.EncodeToString(pub[33:])}
 	k.ID = thumbprint(k.x, k.y)
@@ -104,32 +112,47 @@ func NewSet(now time.Time) (*Set, error) {
 // Keys are the set's keys, newest first.
 func (s *Set) Keys() []*Key { return slices.Clone(s.keys) }
 
-// Current is the key that signs: the newest one.
-func (s *Set) Current() *Key {
+// Current is the key that signs at now: the newest one active by then.
+func (s *Set) Current(now time.Time) *Key {
+	if s == nil || len(s.keys) == 0 {
+		return nil
+	}
+	for _, k := range s.keys {
+		if !now.Before(k.Active) {
+			return k
+		}
+	}
+	return s.keys[len(s.keys)-1]
+}
+
+// Newest is the set's newest key: the one signing, or about to.
+func (s *Set) Newest() *Key {
 	if s == nil || len(s.keys) == 0 {
 		return nil
 	}
 	return s.keys[0]
 }
 
-// RotationDue reports whether the current key is older than every, or there is none.
+// RotationDue reports whether the newest key is older than every, or there is none.
 func (s *Set) RotationDue(now time.Time, every time.Duration) bool {
-	cur := s.Current()
-	return cur == nil || !now.Before(cur.Created.Add(every))
+	k := s.Newest()
+	return k == nil || !now.Before(k.Created.Add(every))
 }
 
-// Rotate returns the set with a new current key, the previous one retired now.
+// Rotate returns the set with a new key, published now and signing PublishAhead later, when
+// the newest key until then retires.
 func (s *Set) Rotate(now time.Time) (*Set, error) {
 	k, err := NewKey(now)
 	if err != nil {
 		return nil, err
 	}
+	k.Active = k.Created.Add(PublishAhead)
 	next := &Set{keys: make([]*Key, 0, len(s.keys)+1)}
 	next.keys = append(next.keys, k)
 	for i, old := range s.keys {
 		if i == 0 && old.Retired.IsZero() {
 			retired := *old
-			retired.Retired = now.Truncate(time.Second)
+			retired.Retired = k.Active
 			old = &retired
 		}
 		next.keys = append(next.keys, old)
@@ -153,14 +176,17 @@ func (s *Set) Prune(now time.Time) (*Set, bool) {
 	return kept, len(kept.keys) != len(s.keys)
 }
 
-// NextChange is when RotationDue or Prune will next change their answer.
+// NextChange is when RotationDue, Prune or Current will next change their answer.
 func (s *Set) NextChange(now time.Time, every time.Duration) time.Time {
-	cur := s.Current()
-	if cur == nil {
+	newest := s.Newest()
+	if newest == nil {
 		return now
 	}
-	next := cur.Created.Add(every)
-	for _, k := range s.keys[1:] {
+	next := newest.Created.Add(every)
+	for _, k := range s.keys {
+		if now.Before(k.Active) && k.Active.Before(next) {
+			next = k.Active
+		}
 		if !k.Retired.IsZero() && k.Retired.Add(Retention).Before(next) {
 			next = k.Retired.Add(Retention)
 		}
@@ -203,6 +229,7 @@ type storedSet struct {
 type storedKey struct {
 	Kid     string `json:"kid"`
 	Created int64  `json:"created"`
+	Active  int64  `json:"active,omitempty"` // absent: created
 	Retired int64  `json:"retired,omitempty"`
 	D       string `json:"d"` // the private scalar, base64url
 }
@@ -215,7 +242,7 @@ func (s *Set) Marshal() ([]byte, error) {
 		if err != nil {
 			return nil, fmt.Errorf("encoding key %s: %w", k.ID, err)
 		}
-		sk := storedKey{Kid: k.ID, Created: k.Created.Unix(), D: base64.RawURLEncoding.EncodeToString(d)}
+		sk := storedKey{Kid: k.ID, Created: k.Created.Unix(), Active: k.Active.Unix(), D: base64.RawURLEncoding.EncodeToString(d)}
 		if !k.Retired.IsZero() {
 			sk.Retired = k.Retired.Unix()
 		}
@@ -254,7 +281,11 @@ func Parse(b []byte) (*Set, error) {
 		if sk.Retired != 0 {
 			retired = time.Unix(sk.Retired, 0)
 		}
-		k, err := newKey(priv, time.Unix(sk.Created, 0), retired)
+		active := time.Unix(sk.Created, 0)
+		if sk.Active != 0 {
+			active = time.Unix(sk.Active, 0)
+		}
+		k, err := newKey(priv, time.Unix(sk.Created, 0), active, retired)
 		if err != nil {
 			return nil, fmt.Errorf("%w: key %d: %v", ErrMalformed, i, err)
 		}
