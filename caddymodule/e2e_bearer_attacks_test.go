@@ -99,26 +99,13 @@ func TestAMalformedTimeClaimIsRefused(t *testing.T) {
 // with sessions. (oidc_auth orders itself before route, so a site-level oidc_auth would run
 // before a route's: each part gets its own handle.)
 func TestBearerReadmeLayout(t *testing.T) {
-	block := `
-		issuer $ISSUER
-		client_id $CLIENT_ID
-		client_secret $CLIENT_SECRET
-		session_secret $SECRET
-		cookie {
-			insecure
-		}`
 	h := newCaddyfileHarness(t, `
 	handle /api/* {
-		oidc_auth {`+block+`
-			bearer only {
-				audience `+testAPI+`
-			}
-		}
+		`+oidcBlock("bearer only {\n\t\t\taudience "+testAPI+"\n\t\t}")+`
 		reverse_proxy $UPSTREAM
 	}
 	handle {
-		oidc_auth {`+block+`
-		}
+		`+oidcBlock("")+`
 		reverse_proxy $UPSTREAM
 	}`, nil)
 	r := h.withBearer(h.mint(devidp.AccessTokenOptions{}))

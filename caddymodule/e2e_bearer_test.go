@@ -386,25 +386,16 @@ func TestTokensOfTheProvidersGrantsAreAccepted(t *testing.T) {
 func TestBearerCaddyfile(t *testing.T) {
 	h := newCaddyfileHarness(t, `
 	route /api/* {
-		oidc_auth {
-			issuer $ISSUER
-			client_id $CLIENT_ID
-			client_secret $CLIENT_SECRET
-			session_secret $SECRET
-			cookie {
-				insecure
-			}
-			bearer only {
-				audience `+testAPI+`
-				clock_skew 1m
-			}
-			allow {
-				scopes read:reports
-			}
-			headers {
-				scopes X-Scopes
-			}
+		`+oidcBlock(`bearer only {
+			audience `+testAPI+`
+			clock_skew 1m
 		}
+		allow {
+			scopes read:reports
+		}
+		headers {
+			scopes X-Scopes
+		}`)+`
 		reverse_proxy $UPSTREAM
 	}
 	respond "open"`, nil)
