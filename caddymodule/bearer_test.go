@@ -2,6 +2,8 @@ package caddymodule
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
 	"encoding/json"
@@ -9,6 +11,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -108,8 +111,13 @@ func bearerBench(tb testing.TB) (*Handler, *rsa.PrivateKey) {
 // signBearer signs claims RS256 with key, kid k1.
 func signBearer(tb testing.TB, key *rsa.PrivateKey, claims map[string]any) string {
 	tb.Helper()
-	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.RS256, Key: key},
-		(&jose.SignerOptions{}).WithType("at+jwt").WithHeader("kid", "k1"))
+	return signBearerWith(tb, jose.SigningKey{Algorithm: jose.RS256, Key: key}, "k1", claims)
+}
+
+// signBearerWith signs claims with key, naming kid.
+func signBearerWith(tb testing.TB, key jose.SigningKey, kid string, claims map[string]any) string {
+	tb.Helper()
+	signer, err := jose.NewSigner(key, (&jose.SignerOptions{}).WithType("at+jwt").WithHeader("kid", kid))
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -260,6 +268,57 @@ func TestTheKeySet(t *testing.T) {
 		j.down.Store(true)
 		if _, err := newSet(j).verify(context.Background(), jws); !errors.Is(err, errKeysUnavailable) {
 			t.Errorf("verify: %v, want errKeysUnavailable", err)
+		}
+	})
+}
+
+// FuzzBearer sends arbitrary Authorization values, and tokens made of a valid one's pieces
+// with arbitrary claims, to a bearer route: each gets an answer of the RFC 6750 kind, never a
+// panic or a 500, and nothing unverified reaches the app.
+func FuzzBearer(f *testing.F) {
+	h, key := bearerBench(f)
+	good := signBearer(f, key, typicalBearerClaims())
+	// Tokens with fuzzed claims are signed ES256: signing RSA under the fuzzer's
+	// instrumentation would leave it a few inputs a minute.
+	ec, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		f.Fatal(err)
+	}
+	keys := h.provider.cur.Load().keys
+	f2 := *keys.cur.Load()
+	f2.keys = append(f2.keys, jose.JSONWebKey{Key: &ec.PublicKey, KeyID: "k2", Algorithm: "ES256", Use: "sig"})
+	keys.cur.Store(&f2)
+	ecKey := jose.SigningKey{Algorithm: jose.ES256, Key: ec}
+	parts := strings.Split(good, ".")
+	for _, seed := range []string{"Bearer " + good, "Bearer", "bearer\t" + parts[0] + "..", "Bearer a.b.c",
+		"Bearer " + parts[0] + "." + parts[1] + ".", "Basic YTpi", "Bearer  " + good + " x", "Bearer e30.e30.e30"} {
+		f.Add(seed, "")
+	}
+	f.Add("", `{"iss":"https://idp.example.com/","sub":"s","aud":"`+testAPI+`","exp":1e30,"nbf":"x","act":{"sub":[]}}`)
+	f.Add("", `{"iss":"https://idp.example.com/","sub":"s","aud":["`+testAPI+`",7],"exp":-1,"scp":[null,{}]}`)
+	f.Fuzz(func(t *testing.T, authorization, claims string) {
+		if claims != "" {
+			var c map[string]any
+			if json.Unmarshal([]byte(claims), &c) != nil {
+				return
+			}
+			authorization = "Bearer " + signBearerWith(t, ecKey, "k2", c)
+		}
+		r := httptest.NewRequest(http.MethodGet, "https://app.example.com/api", nil)
+		r.Header["Authorization"] = []string{authorization}
+		w := httptest.NewRecorder()
+		reached := false
+		next := caddyhttp.HandlerFunc(func(http.ResponseWriter, *http.Request) error { reached = true; return nil })
+		if err := h.ServeHTTP(w, caddyhttp.PrepareRequest(r, caddy.NewReplacer(), w, nil), next); err != nil {
+			t.Fatalf("ServeHTTP returned %v", err)
+		}
+		switch {
+		case reached && w.Code != http.StatusOK:
+			t.Fatalf("the app was reached and the answer is %d", w.Code)
+		case reached && (r.Header.Get("X-Forwarded-User") == "" || !strings.Contains(authorization, good) && claims == ""):
+			t.Fatalf("an unverified credential reached the app: %q", authorization)
+		case !reached && w.Code != http.StatusBadRequest && w.Code != http.StatusUnauthorized && w.Code != http.StatusForbidden:
+			t.Fatalf("Authorization %q: status %d", authorization, w.Code)
 		}
 	})
 }
