@@ -18,7 +18,7 @@ import (
 // rules and headers.
 func (h *Handler) provisionChoices(ctx caddy.Context) error {
 	for _, name := range h.Providers {
-		c := &Handler{Providers: []string{name}, Allow: h.Allow, Headers: h.Headers, Assertion: h.Assertion}
+		c := &Handler{Providers: []string{name}, Allow: h.Allow, Headers: h.Headers, Assertion: h.Assertion, parent: h}
 		if err := c.Provision(ctx); err != nil {
 			return err
 		}

@@ -47,6 +47,11 @@ func (a *attempt) unmarshal(b []byte) bool {
 
 // startLogin redirects the browser to the provider for a login that returns to returnTo.
 func (h *Handler) startLogin(w http.ResponseWriter, r *http.Request, returnTo string) error {
+	if !h.callbackRouted(r) {
+		// The provider would send the browser, its code and state, to a route without this
+		// handler: to the application.
+		return refuse(errMisrouted, "", "")
+	}
 	d, err := h.provider.get()
 	if err != nil {
 		return refuse(errUnreachable, "", "").causedBy(err)

@@ -69,6 +69,8 @@ var (
 		"The request does not carry one bearer token as RFC 6750 describes.", ""}
 	errInsufficientScope = &pageError{http.StatusForbidden, "insufficient_scope", "Access denied",
 		"The access token does not grant the scopes this resource requires.", ""}
+	errMisrouted = &pageError{http.StatusInternalServerError, "sign_in_misconfigured", "Sign-in is misconfigured",
+		"This site's sign-in cannot complete: its callback address does not lead back here. The site's log says how to fix it.", ""}
 	errMethod = &pageError{http.StatusMethodNotAllowed, "method_not_allowed", "Not allowed",
 		"This address does not accept that kind of request.", ""}
 	errTooManyAttempts = &pageError{http.StatusTooManyRequests, "too_many_attempts", "Too many sign-in attempts",

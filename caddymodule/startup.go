@@ -1,0 +1,292 @@
+package caddymodule
+
+import (
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp/fileserver"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp/reverseproxy"
+	"go.uber.org/zap"
+)
+
+// What an operator sees when Caddy starts: one line per handler saying where its endpoints are
+// and which provider it uses, what discovery found (tried once, in the background), and a
+// warning for each configuration that loads but would quietly do the wrong thing.
+
+// routeCheckWait bounds how long, after provisioning, the handler waits for its configuration
+// to run before it checks that its callback reaches it.
+const routeCheckWait = 30 * time.Second
+
+// reportAtStart logs the handler's effective configuration and its warnings, then, without
+// holding up the start, discovers the provider and checks the routing of its callback.
+func (h *Handler) reportAtStart(ctx caddy.Context) {
+	fields := []zap.Field{
+		zap.String("redirect_uri", h.RedirectURI),
+		zap.String("endpoints", h.prefix+"{"+h.callbackName+",start,logout,userinfo,...}"),
+		zap.String("issuer", h.Issuer),
+		zap.String("client_id", h.ClientID),
+	}
+	if h.providerName != "" {
+		fields = append(fields, zap.String("provider", h.providerName))
+	}
+	if h.bearerAudience != "" {
+		fields = append(fields, zap.String("bearer_audience", h.bearerAudience))
+	}
+	h.logger.Info("oidc_auth ready", fields...)
+	for _, w := range h.configWarnings() {
+		h.logger.Warn(w)
+	}
+	go h.discoverAtStart()
+	go h.checkRoutingAtStart(ctx)
+}
+
+// discoverAtStart asks the provider once and logs what it found, or why it failed. It keeps
+// nothing: requests discover on demand as before, so a provider that changes or goes down
+// after the start is seen by them.
+func (h *Handler) discoverAtStart() {
+	d, err := h.provider.discover()
+	if err != nil {
+		h.logger.Warn("the provider's discovery failed at start; requests that need it get a 502 until it answers",
+			zap.String("issuer", h.Issuer), zap.Error(err))
+		return
+	}
+	h.logger.Info("provider discovered", zap.String("issuer", d.issuer),
+		zap.String("token_endpoint", d.endpoint.TokenURL), zap.String("userinfo_endpoint", d.userinfoURL),
+		zap.String("end_session_endpoint", d.endSessionURL), zap.String("jwks_uri", d.keys.url))
+}
+
+// configWarnings are the combinations that load but would not do what the operator meant.
+func (h *Handler) configWarnings() []string {
+	var ws []string
+	if h.headers.accessToken != "" && h.Audience == "" && h.Bearer == nil {
+		ws = append(ws, "headers access_token is set but audience is not: only an access token verified for "+
+			"the audience is ever forwarded, so the application will never get "+h.headers.accessToken)
+	}
+	if h.prefix == "/" {
+		ws = append(ws, "redirect_uri "+h.RedirectURI+" puts the module's endpoints at the site's root: /start, "+
+			"/logout, /userinfo and the others are answered by the module, never by the application; use a "+
+			"directory of their own, e.g. /oauth2/callback")
+	}
+	if u, err := url.Parse(h.RedirectURI); err == nil && u.Scheme == "http" && !h.Cookie.Insecure && !isLoopback(u.Hostname()) {
+		ws = append(ws, "redirect_uri is plain http on "+u.Hostname()+" and the cookies are Secure: browsers keep "+
+			"them over http only on localhost, so sign-ins will not complete; serve the site over https")
+	}
+	if h.SessionIdle > 0 && h.SessionIdle >= h.SessionLifetime {
+		ws = append(ws, "session_idle is not shorter than session_lifetime: sessions end at session_lifetime "+
+			"before they could go idle")
+	}
+	return ws
+}
+
+// isLoopback reports whether host is one a browser treats as secure over plain http.
+func isLoopback(host string) bool {
+	return host == "localhost" || strings.HasSuffix(host, ".localhost") || host == "127.0.0.1" || host == "::1"
+}
+
+// checkRoutingAtStart waits for the configuration that provisioned h to run, then checks that
+// a browser sent to the callback reaches h, and logs an error if not.
+func (h *Handler) checkRoutingAtStart(ctx caddy.Context) {
+	deadline := time.Now().Add(routeCheckWait)
+	for time.Now().Before(deadline) {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(100 * time.Millisecond):
+		}
+		srv, host, ok := h.runningServer()
+		if !ok {
+			continue
+		}
+		if !h.callbackReaches(srv, host) {
+			h.logger.Error(h.misroutedCallback(host))
+		} else {
+			h.logger.Info("the callback reaches this handler", zap.String("callback", h.callbackPath), zap.String("host", host))
+		}
+		return
+	}
+}
+
+// runningServer finds the server of the running configuration whose routes hold h, and a
+// host its routes to h match (empty when they name none).
+func (h *Handler) runningServer() (*caddyhttp.Server, string, bool) {
+	actx := caddy.ActiveContext()
+	if actx.Context == nil {
+		return nil, "", false
+	}
+	app, err := actx.AppIfConfigured("http")
+	if err != nil {
+		return nil, "", false
+	}
+	httpApp, ok := app.(*caddyhttp.App)
+	if !ok {
+		return nil, "", false
+	}
+	for _, srv := range httpApp.Servers {
+		if chain, found := h.routeChain(srv.Routes, nil); found {
+			return srv, hostOf(chain), true
+		}
+	}
+	return nil, "", false
+}
+
+// routeChain returns the routes, outermost first, through which a request reaches h.
+func (h *Handler) routeChain(routes caddyhttp.RouteList, chain []*caddyhttp.Route) ([]*caddyhttp.Route, bool) {
+	for i := range routes {
+		r := &routes[i]
+		for _, mh := range r.Handlers {
+			if mh == caddyhttp.MiddlewareHandler(h.owner()) {
+				return append(chain, r), true
+			}
+			if sub, ok := mh.(*caddyhttp.Subroute); ok {
+				if c, found := h.routeChain(sub.Routes, append(slices.Clip(chain), r)); found {
+					return c, true
+				}
+			}
+		}
+	}
+	return nil, false
+}
+
+// hostOf is a host the chain's host matchers accept, or "" when they name none.
+func hostOf(chain []*caddyhttp.Route) string {
+	for _, r := range chain {
+		for _, set := range r.MatcherSets {
+			for _, m := range set {
+				if hosts, ok := m.(*caddyhttp.MatchHost); ok && len(*hosts) > 0 {
+					return strings.ReplaceAll((*hosts)[0], "*", "x")
+				}
+			}
+		}
+	}
+	return ""
+}
+
+// owner is the handler that sits in the route: h, or the handler of several providers h is
+// one of.
+func (h *Handler) owner() *Handler {
+	if h.parent != nil {
+		return h.parent
+	}
+	return h
+}
+
+// callbackReaches reports whether a request for the callback on host would reach h, running
+// the server's routes as Caddy would: matchers, groups (one route of a group), subroutes, and
+// the handlers that answer a request themselves.
+func (h *Handler) callbackReaches(srv *caddyhttp.Server, host string) bool {
+	req := browserRequest(srv, host, h.callbackPath)
+	reached, _ := h.walk(srv.Routes, req, map[string]bool{})
+	return reached
+}
+
+// browserRequest is a request as a browser sends it to path on host, as srv would see it.
+func browserRequest(srv *caddyhttp.Server, host, path string) *http.Request {
+	if host == "" {
+		host = "localhost"
+	}
+	r, _ := http.NewRequest(http.MethodGet, "http://"+host+path, nil)
+	r.Header.Set("Accept", "text/html")
+	r.RemoteAddr = "127.0.0.1:1"
+	return caddyhttp.PrepareRequest(r, caddy.NewReplacer(), nil, srv)
+}
+
+// walk runs routes for req: reached says h would serve it; answered that a handler before h
+// answers it (the routes after are not run).
+func (h *Handler) walk(routes caddyhttp.RouteList, req *http.Request, groups map[string]bool) (reached, answered bool) {
+	for i := range routes {
+		r := &routes[i]
+		if r.Group != "" && groups[r.Group] {
+			continue
+		}
+		if len(r.MatcherSets) > 0 && !r.MatcherSets.AnyMatch(req) {
+			continue
+		}
+		if r.Group != "" {
+			groups[r.Group] = true
+		}
+		for _, mh := range r.Handlers {
+			switch mh := mh.(type) {
+			case *Handler:
+				// This handler, or another that completes its sign-ins (another route's oidc_auth
+				// of the same provider, client, callback, cookie and secrets), serves the
+				// callback; any other oidc_auth answers it itself.
+				return mh.completes(h), true
+			case *caddyhttp.Subroute:
+				if reached, answered := h.walk(mh.Routes, req, groups); reached || answered {
+					return reached, answered
+				}
+			case *reverseproxy.Handler, *fileserver.FileServer, *caddyhttp.StaticResponse, *caddyhttp.StaticError:
+				return false, true
+			}
+		}
+		if r.Terminal {
+			return false, true
+		}
+	}
+	return false, false
+}
+
+// completes reports whether o (or one of its providers) completes sign-ins h starts: it serves
+// the same callback for the same provider and client, reads the same attempt cookies, and opens
+// them with h's sealing secret.
+func (o *Handler) completes(h *Handler) bool {
+	if o.choices != nil {
+		return slices.ContainsFunc(o.choices, func(c *Handler) bool { return c.completes(h) })
+	}
+	return o == h || o.provKey == h.provKey && o.callbackPath == h.callbackPath && o.Cookie != nil &&
+		h.Cookie != nil && o.Cookie.Name == h.Cookie.Name && len(h.SessionSecrets) > 0 &&
+		slices.Contains(o.SessionSecrets, h.SessionSecrets[0])
+}
+
+// misroutedCallback says what is wrong when the callback does not reach the handler.
+func (h *Handler) misroutedCallback(host string) string {
+	msg := "oidc_auth: a browser sent to the callback " + h.callbackPath
+	if host != "" {
+		msg += " on " + host
+	}
+	return msg + " does not reach this oidc_auth (it sits in a route whose matchers do not match that path), " +
+		"so sign-ins cannot complete and the provider's code would reach the application: sign-ins are refused. " +
+		"Set redirect_uri to a path this route matches (and register it at the provider), or put oidc_auth " +
+		"where every path reaches it"
+}
+
+// routing remembers, per host, whether the callback reaches the handler: asked before every
+// sign-in is started, answered once per host.
+type routing struct {
+	mu    sync.Mutex
+	hosts map[string]bool
+}
+
+const maxRoutingHosts = 256
+
+// callbackRouted reports whether a browser sent to the callback on r's host would reach h. A
+// request without the server in its context (unit tests) is taken as routed.
+func (h *Handler) callbackRouted(r *http.Request) bool {
+	srv, ok := r.Context().Value(caddyhttp.ServerCtxKey).(*caddyhttp.Server)
+	if !ok || srv == nil || h.routes == nil {
+		return true
+	}
+	host := r.Host
+	h.routes.mu.Lock()
+	defer h.routes.mu.Unlock()
+	if ok, known := h.routes.hosts[host]; known {
+		return ok
+	}
+	ok = h.callbackReaches(srv, host)
+	if !ok {
+		h.logger.Error(h.misroutedCallback(host))
+	}
+	if h.routes.hosts == nil {
+		h.routes.hosts = map[string]bool{}
+	}
+	if len(h.routes.hosts) < maxRoutingHosts {
+		h.routes.hosts[host] = ok
+	}
+	return ok
+}
