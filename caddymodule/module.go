@@ -278,6 +278,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		audience: h.Audience, scopes: h.Scopes, clientAuth: clientAuth, clientKey: clientKey, now: clock, logger: h.logger,
 		metrics: h.metrics})
 	h.unsolicitedLimit, h.failureLimit = newCallbackLimiter(), newCallbackLimiter()
+	for _, w := range h.startupWarnings() {
+		h.logger.Warn(w)
+	}
 	return nil
 }
 
