@@ -7,9 +7,9 @@ import "slices"
 func (h *Handler) startupWarnings() []string {
 	var warnings []string
 	if h.Refresh && !slices.Contains(h.Scopes, "offline_access") {
-		warnings = append(warnings, "refresh is on but scopes lacks offline_access: most providers "+
-			"(Auth0 and Keycloak among them) then send no refresh token, so nothing is renewed and a "+
-			"session forwarding an access token ends when that token expires; add offline_access to scopes")
+		warnings = append(warnings, "refresh is on but scopes lacks offline_access: Auth0 then sends "+
+			"no refresh token, and Keycloak's stops working when its SSO session ends, so a session "+
+			"forwarding an access token ends once that token expires unrenewed; add offline_access to scopes")
 	}
 	return warnings
 }
