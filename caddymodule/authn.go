@@ -46,6 +46,9 @@ func (h *Handler) readSealedSession(r *http.Request, name string, purpose sessio
 		return nil, "malformed", nil
 	}
 	if !now.Before(s.Expires) {
+		if why := h.deadToken(s, now); why != "" {
+			return nil, why, s
+		}
 		return nil, "expired", s
 	}
 	if idle := time.Duration(h.SessionIdle); idle > 0 && now.Sub(s.LastSeen) > idle {
@@ -132,6 +135,11 @@ func (h *Handler) currentSession(w http.ResponseWriter, r *http.Request) *sessio
 			return end("token expired and could not be renewed")
 		}
 	}
+	if why := h.deadToken(s, now); why != "" {
+		// A session issued without a cap at the token's expiry (before it was capped, or
+		// under another configuration) ends here all the same.
+		return end(why)
+	}
 	if idle := time.Duration(h.SessionIdle); idle > 0 && now.Sub(s.LastSeen) > idle/8 {
 		s.LastSeen = now
 		dirty = true
@@ -144,6 +152,22 @@ func (h *Handler) currentSession(w http.ResponseWriter, r *http.Request) *sessio
 		}
 	}
 	return s
+}
+
+// deadToken says why s must end when the access token it forwards has expired and cannot be
+// renewed (no refresh token, or refresh off); "" when it need not. Such a session ends at the
+// token's expiry rather than forward a dead credential until session_lifetime.
+func (h *Handler) deadToken(s *session.Session, now time.Time) string {
+	if s.AccessToken == "" || s.TokenExpiry.IsZero() || now.Before(s.TokenExpiry) {
+		return ""
+	}
+	switch {
+	case !h.Refresh:
+		return "access token expired"
+	case s.RefreshToken == "":
+		return "access token expired and no refresh token (request offline_access)"
+	}
+	return "" // renewed, or ended, by the refresh above
 }
 
 func (h *Handler) needsRefresh(s *session.Session, now time.Time) bool {

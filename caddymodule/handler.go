@@ -256,9 +256,23 @@ func (h *Handler) absoluteURL(r *http.Request, path string) string {
 	if u, err := url.Parse(h.RedirectURI); err == nil && u.Scheme != "" && u.Host != "" {
 		return u.Scheme + "://" + u.Host + path
 	}
-	scheme := "https"
-	if r.TLS == nil {
-		scheme = "http"
+	return requestScheme(r) + "://" + r.Host + path
+}
+
+// requestScheme is the scheme the browser used: X-Forwarded-Proto (its first value, http or
+// https) when the peer is one of the server's trusted_proxies, so that a proxy in front that
+// ends TLS is seen through; otherwise the connection's own. An untrusted peer's header is
+// anyone's to send and is ignored.
+func requestScheme(r *http.Request) string {
+	if trusted, _ := caddyhttp.GetVar(r.Context(), caddyhttp.TrustedProxyVarKey).(bool); trusted {
+		first, _, _ := strings.Cut(r.Header.Get("X-Forwarded-Proto"), ",")
+		switch p := strings.ToLower(strings.TrimSpace(first)); p {
+		case "http", "https":
+			return p
+		}
 	}
-	return scheme + "://" + r.Host + path
+	if r.TLS != nil {
+		return "https"
+	}
+	return "http"
 }

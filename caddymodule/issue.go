@@ -27,17 +27,19 @@ func (h *Handler) newSession(id *claims.Identity, tok *oauth2.Token, rawIDToken,
 		Expires:       now.Add(time.Duration(h.SessionLifetime)),
 	}
 	h.fillIdentity(s, id)
+	if h.Refresh && id.Imp == nil {
+		s.RefreshToken = tok.RefreshToken
+	}
 	if audience != "" && h.headers.accessToken != "" {
 		s.AccessToken = tok.AccessToken
-		if !h.Refresh && !tok.Expiry.IsZero() && tok.Expiry.Before(s.Expires) {
+		// A forwarded token that cannot be renewed (refresh off, or no refresh token: the
+		// provider sends one only for offline_access) ends the session when it expires.
+		if s.RefreshToken == "" && !tok.Expiry.IsZero() && tok.Expiry.Before(s.Expires) {
 			s.Expires = tok.Expiry
 		}
 	}
 	if h.headers.idToken != "" {
 		s.IDToken = rawIDToken
-	}
-	if h.Refresh && id.Imp == nil {
-		s.RefreshToken = tok.RefreshToken
 	}
 	if id.Imp != nil {
 		// lifetime caps an impersonation: the earliest of session_lifetime, lifetime and the

@@ -2,7 +2,6 @@ package caddymodule
 
 import (
 	"net/http"
-	"net/url"
 	"slices"
 	"strings"
 	"sync"
@@ -39,7 +38,7 @@ func (h *Handler) reportAtStart(ctx caddy.Context) {
 		fields = append(fields, zap.String("bearer_audience", h.bearerAudience))
 	}
 	h.logger.Info("oidc_auth ready", fields...)
-	for _, w := range h.configWarnings() {
+	for _, w := range h.startupWarnings() {
 		h.logger.Warn(w)
 	}
 	go h.discoverAtStart()
@@ -59,34 +58,6 @@ func (h *Handler) discoverAtStart() {
 	h.logger.Info("provider discovered", zap.String("issuer", d.issuer),
 		zap.String("token_endpoint", d.endpoint.TokenURL), zap.String("userinfo_endpoint", d.userinfoURL),
 		zap.String("end_session_endpoint", d.endSessionURL), zap.String("jwks_uri", d.keys.url))
-}
-
-// configWarnings are the combinations that load but would not do what the operator meant.
-func (h *Handler) configWarnings() []string {
-	var ws []string
-	if h.headers.accessToken != "" && h.Audience == "" && h.Bearer == nil {
-		ws = append(ws, "headers access_token is set but audience is not: only an access token verified for "+
-			"the audience is ever forwarded, so the application will never get "+h.headers.accessToken)
-	}
-	if h.prefix == "/" {
-		ws = append(ws, "redirect_uri "+h.RedirectURI+" puts the module's endpoints at the site's root: /start, "+
-			"/logout, /userinfo and the others are answered by the module, never by the application; use a "+
-			"directory of their own, e.g. /oauth2/callback")
-	}
-	if u, err := url.Parse(h.RedirectURI); err == nil && u.Scheme == "http" && !h.Cookie.Insecure && !isLoopback(u.Hostname()) {
-		ws = append(ws, "redirect_uri is plain http on "+u.Hostname()+" and the cookies are Secure: browsers keep "+
-			"them over http only on localhost, so sign-ins will not complete; serve the site over https")
-	}
-	if h.SessionIdle > 0 && h.SessionIdle >= h.SessionLifetime {
-		ws = append(ws, "session_idle is not shorter than session_lifetime: sessions end at session_lifetime "+
-			"before they could go idle")
-	}
-	return ws
-}
-
-// isLoopback reports whether host is one a browser treats as secure over plain http.
-func isLoopback(host string) bool {
-	return host == "localhost" || strings.HasSuffix(host, ".localhost") || host == "127.0.0.1" || host == "::1"
 }
 
 // checkRoutingAtStart waits for the configuration that provisioned h to run, then checks that

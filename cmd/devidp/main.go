@@ -1,7 +1,7 @@
 // Command devidp runs the development identity provider on its own, for trying the module
 // (or any OpenID Connect client) against it:
 //
-//	go run ./cmd/devidp -redirect-uri http://localhost:8080/oauth2/callback
+//	go run ./cmd/devidp -redirect-uri http://localhost:8080/oauth2/callback -user dora@example.org:ops
 //
 // It prints the issuer, the client and the users, then serves until interrupted.
 package main
@@ -81,6 +81,8 @@ func configFromFlags(args []string) (devidp.Config, string, error) {
 	fs.Var(&postLogout, "post-logout-uri", "an allowed post-logout URL of the client, repeatable (default http://localhost:8080/)")
 	backchannel := fs.String("backchannel-logout-uri", "", "the client's back-channel logout URL (default none)")
 	usersFile := fs.String("users", "", "JSON file: a list of users {key, id, email, email_verified, name, nickname, groups, roles, admin} (default the demo users)")
+	var extra listFlag
+	fs.Var(&extra, "user", "one more user, EMAIL or EMAIL:GROUP,GROUP (verified email; key and name from its local part, id auth0|KEY), repeatable")
 	mode := fs.String("mode", "auth0", "how impersonation shows: auth0, keycloak or act")
 	namespace := fs.String("namespace", "", `namespace of impersonation claims in Auth0-mode ID tokens, e.g. "https://example.com/" (default none)`)
 	adminToken := fs.String("admin-token", "", "Bearer token of the impersonation API (default a random one, printed)")
@@ -122,6 +124,16 @@ func configFromFlags(args []string) (devidp.Config, string, error) {
 			return devidp.Config{}, "", fmt.Errorf("-users %s lists no users", *usersFile)
 		}
 	}
+	if len(extra) > 0 && cfg.Users == nil {
+		cfg.Users = devidp.DemoUsers()
+	}
+	for _, v := range extra {
+		u, err := userFromFlag(v)
+		if err != nil {
+			return devidp.Config{}, "", err
+		}
+		cfg.Users = append(cfg.Users, u)
+	}
 	if cfg.AdminToken == "" {
 		b := make([]byte, 16)
 		rand.Read(b)
@@ -137,6 +149,28 @@ func configFromFlags(args []string) (devidp.Config, string, error) {
 		cfg.Misbehave = append(cfg.Misbehave, devidp.Misbehaviour(m))
 	}
 	return cfg, *addr, nil
+}
+
+// userFromFlag makes the user of a -user value, EMAIL or EMAIL:GROUP,GROUP.
+func userFromFlag(v string) (devidp.User, error) {
+	email, groups, _ := strings.Cut(v, ":")
+	local, domain, ok := strings.Cut(email, "@")
+	if !ok || local == "" || domain == "" {
+		return devidp.User{}, fmt.Errorf("-user %q: want EMAIL or EMAIL:GROUP,GROUP", v)
+	}
+	key := strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' {
+			return r
+		}
+		return '-'
+	}, local)
+	u := devidp.User{Key: key, ID: "auth0|" + key, Email: email, EmailVerified: true, Name: local, Nickname: key}
+	for _, g := range strings.Split(groups, ",") {
+		if g = strings.TrimSpace(g); g != "" {
+			u.Groups = append(u.Groups, g)
+		}
+	}
+	return u, nil
 }
 
 func joinSwitches() string {

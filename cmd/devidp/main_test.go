@@ -56,6 +56,28 @@ func TestConfigFromFlags(t *testing.T) {
 			t.Errorf("New: %v", err)
 		}
 	})
+	t.Run("-user adds a user to the demo users, or to the file's", func(t *testing.T) {
+		cfg, _, err := configFromFlags([]string{"-user", "dora.d@example.org:ops, admins", "-user", "eve@example.net"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		demo := devidp.DemoUsers()
+		want := append(demo, devidp.User{Key: "dora-d", ID: "auth0|dora-d", Email: "dora.d@example.org", EmailVerified: true,
+			Name: "dora.d", Nickname: "dora-d", Groups: []string{"ops", "admins"}},
+			devidp.User{Key: "eve", ID: "auth0|eve", Email: "eve@example.net", EmailVerified: true, Name: "eve", Nickname: "eve"})
+		if !reflect.DeepEqual(cfg.Users, want) {
+			t.Errorf("users\n got %+v\nwant %+v", cfg.Users, want)
+		}
+		if _, err := devidp.New(cfg); err != nil {
+			t.Errorf("New: %v", err)
+		}
+		users := filepath.Join(t.TempDir(), "users.json")
+		os.WriteFile(users, []byte(`[{"key":"dora","id":"auth0|dora"}]`), 0o600)
+		cfg, _, err = configFromFlags([]string{"-users", users, "-user", "eve@example.net"})
+		if err != nil || len(cfg.Users) != 2 || cfg.Users[0].Key != "dora" || cfg.Users[1].Key != "eve" {
+			t.Errorf("users %+v, %v", cfg.Users, err)
+		}
+	})
 	t.Run("listening on every address makes a loopback issuer", func(t *testing.T) {
 		for _, a := range []string{":9200", "0.0.0.0:9200", "[::]:9200"} {
 			if cfg, _, _ := configFromFlags([]string{"-addr", a}); cfg.Issuer != "http://127.0.0.1:9200/" {
@@ -72,6 +94,8 @@ func TestConfigFromFlags(t *testing.T) {
 		{"a stray argument is refused", []string{"extra"}},
 		{"an unknown flag is refused", []string{"-port", "1"}},
 		{"an address without a port is refused", []string{"-addr", "localhost"}},
+		{"a -user that is not an email is refused", []string{"-user", "dora"}},
+		{"a -user without a local part is refused", []string{"-user", "@example.org"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if _, _, err := configFromFlags(tc.args); err == nil {
