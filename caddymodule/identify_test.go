@@ -8,7 +8,6 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
-	"golang.org/x/oauth2"
 	"net/http"
 	"net/http/httptest"
 	"testing"
@@ -17,6 +16,7 @@ import (
 	"github.com/coreos/go-oidc/v3/oidc"
 	"github.com/relyingparty/caddy-oidc-auth/internal/claims"
 	"go.uber.org/zap"
+	"golang.org/x/oauth2"
 )
 
 // identifyFixture verifies hand-signed ID tokens and serves userinfo with the given status

@@ -3,6 +3,7 @@ package caddymodule
 import (
 	"net/url"
 	"slices"
+	"strings"
 )
 
 // startupWarnings are the sentences logged as warnings once the handler is provisioned: a
