@@ -34,15 +34,18 @@ func (h *Handler) readSealedSession(r *http.Request, name string, purpose sessio
 			return nil, why, nil
 		}
 	}
-	plain, err := h.sealer.Open(purpose, v, now)
-	if err != nil {
-		if errors.Is(err, session.ErrExpired) {
-			return nil, "expired", nil
-		}
-		return nil, "does not open", nil
-	}
 	s = new(session.Session)
-	if err := s.Unmarshal(plain); err != nil {
+	malformed := false
+	err := h.sealer.OpenFunc(purpose, v, now, func(plain []byte) error {
+		malformed = s.Unmarshal(plain) != nil
+		return nil
+	})
+	switch {
+	case errors.Is(err, session.ErrExpired):
+		return nil, "expired", nil
+	case err != nil:
+		return nil, "does not open", nil
+	case malformed:
 		return nil, "malformed", nil
 	}
 	if !now.Before(s.Expires) {

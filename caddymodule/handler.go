@@ -64,11 +64,16 @@ func (h *Handler) pass(w http.ResponseWriter, r *http.Request, next caddyhttp.Ha
 	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
 		publishPlaceholders(repl, s)
 	}
-	if kept, changed := session.WithoutOwnCookies(r.Header["Cookie"], h.jar.Base); changed {
-		if kept == "" {
-			delete(r.Header, "Cookie")
-		} else {
-			r.Header["Cookie"] = []string{kept}
+	if cookies := r.Header["Cookie"]; len(cookies) > 0 {
+		if kept, changed := session.WithoutOwnCookies(cookies, h.jar.Base); changed {
+			switch {
+			case kept == "":
+				delete(r.Header, "Cookie")
+			case len(cookies) == 1:
+				cookies[0] = kept // the request's own slice: no new one
+			default:
+				r.Header["Cookie"] = []string{kept}
+			}
 		}
 	}
 	return next.ServeHTTP(w, r)

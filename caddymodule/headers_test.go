@@ -413,7 +413,8 @@ func BenchmarkAuthenticatedRequest(b *testing.B) {
 // empty, Caddy's request setup alone under that name.
 func benchServeHTTP(b *testing.B, h *Handler, setup string) {
 	_, cookie := hotPathSession(h)
-	cookieHeader := []string{"theme=dark; " + cookie + "; lang=en"}
+	cookieValue := "theme=dark; " + cookie + "; lang=en"
+	cookieHeader := []string{cookieValue}
 	base := httptest.NewRequest(http.MethodGet, "https://app.example.com/dashboard?tab=1", nil)
 	base.Header.Set("Accept", "text/html")
 	base.Header.Set("User-Agent", "bench")
@@ -427,6 +428,7 @@ func benchServeHTTP(b *testing.B, h *Handler, setup string) {
 		for _, name := range h.headers.managed {
 			delete(base.Header, name)
 		}
+		cookieHeader[0] = cookieValue // ServeHTTP rewrites the request's own slice
 		base.Header["Cookie"] = cookieHeader
 	}
 

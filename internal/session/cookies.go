@@ -208,25 +208,42 @@ func CookiesWithPrefix(r *http.Request, prefix string) [][2]string {
 // WithoutOwnCookies returns the request's Cookie header values with every cookie of the module
 // removed: the one called prefix and those called prefix_... (chunks, attempts, confirmation,
 // stash). An application's own cookie whose name merely starts with prefix is kept. changed is
-// false when there was none to remove.
+// false when there was none to remove; kept is then empty (the values stand as they are).
 func WithoutOwnCookies(values []string, prefix string) (kept string, changed bool) {
-	var b strings.Builder
-	for _, line := range values {
-		for part := range strings.SplitSeq(line, ";") {
-			p := strings.TrimSpace(part)
-			if p == "" {
-				continue
+	// A first pass measures what is kept, so the result takes one allocation, or none when
+	// nothing is removed.
+	size, parts := 0, 0
+	each := func(f func(p string, own bool)) {
+		for _, line := range values {
+			for part := range strings.SplitSeq(line, ";") {
+				if p := strings.TrimSpace(part); p != "" {
+					name, _, _ := strings.Cut(p, "=")
+					f(p, strings.HasPrefix(name, prefix) && (len(name) == len(prefix) || name[len(prefix)] == '_'))
+				}
 			}
-			name, _, _ := strings.Cut(p, "=")
-			if strings.HasPrefix(name, prefix) && (len(name) == len(prefix) || name[len(prefix)] == '_') {
-				changed = true
-				continue
-			}
-			if b.Len() > 0 {
-				b.WriteString("; ")
-			}
-			b.WriteString(p)
 		}
 	}
-	return b.String(), changed
+	each(func(p string, own bool) {
+		if own {
+			changed = true
+		} else {
+			size += len(p)
+			parts++
+		}
+	})
+	if !changed {
+		return "", false
+	}
+	var b strings.Builder
+	b.Grow(size + 2*max(parts-1, 0))
+	each(func(p string, own bool) {
+		if own {
+			return
+		}
+		if b.Len() > 0 {
+			b.WriteString("; ")
+		}
+		b.WriteString(p)
+	})
+	return b.String(), true
 }

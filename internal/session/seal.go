@@ -9,6 +9,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 )
 
@@ -100,13 +101,38 @@ func (s *Sealer) Seal(purpose Purpose, plaintext []byte, expires time.Time) stri
 
 // Open reverses Seal. The returned plaintext is freshly allocated and owned by the caller.
 func (s *Sealer) Open(purpose Purpose, value string, now time.Time) ([]byte, error) {
+	var plain []byte
+	err := s.OpenFunc(purpose, value, now, func(p []byte) error {
+		plain = append([]byte(nil), p...)
+		return nil
+	})
+	return plain, err
+}
+
+// OpenFunc reverses Seal and hands the plaintext to f, which must not keep it: it lives in a
+// buffer reused once f returns. It is Open without allocating, for the authenticated path.
+func (s *Sealer) OpenFunc(purpose Purpose, value string, now time.Time, f func(plain []byte) error) error {
 	if len(value) > maxSealedLen {
-		return nil, errSealMalformed
+		return errSealMalformed
 	}
-	raw, err := base64.RawURLEncoding.DecodeString(value)
-	if err != nil || len(raw) < sealOverhead || raw[0] != sealVersion {
-		return nil, errSealMalformed
+	bp := openBuffers.Get().(*[]byte)
+	defer openBuffers.Put(bp)
+	// The buffer holds the decoded value, the additional data, and the encoded value copied
+	// (Decode takes bytes; converting the string would allocate).
+	size := base64.RawURLEncoding.DecodedLen(len(value))
+	adLen := len(purpose) + 1 + sealHeaderSize
+	need := size + adLen + len(value)
+	if cap(*bp) < need {
+		*bp = make([]byte, need)
 	}
+	buf := (*bp)[:need]
+	src := buf[size+adLen:]
+	copy(src, value)
+	n, err := base64.RawURLEncoding.Decode(buf[:size], src)
+	if err != nil || n < sealOverhead || buf[0] != sealVersion {
+		return errSealMalformed
+	}
+	raw, ad := buf[:n], buf[size:size]
 	var aead cipher.AEAD
 	for i := range s.keys {
 		if [4]byte(raw[1:5]) == s.keys[i].id {
@@ -115,19 +141,23 @@ func (s *Sealer) Open(purpose Purpose, value string, now time.Time) ([]byte, err
 		}
 	}
 	if aead == nil {
-		return nil, errSealKey
+		return errSealKey
 	}
+	ad = append(append(append(ad, purpose...), 0), raw[:sealHeaderSize]...)
 	nonce := raw[sealHeaderSize : sealHeaderSize+sealNonceSize]
 	plain, err := aead.Open(raw[sealHeaderSize+sealNonceSize:sealHeaderSize+sealNonceSize], nonce,
-		raw[sealHeaderSize+sealNonceSize:], additionalData(purpose, raw[:sealHeaderSize]))
+		raw[sealHeaderSize+sealNonceSize:], ad)
 	if err != nil {
-		return nil, errSealOpen
+		return errSealOpen
 	}
 	if exp := int64(binary.BigEndian.Uint64(raw[5:13])); now.Unix() >= exp {
-		return nil, ErrExpired
+		return ErrExpired
 	}
-	return plain, nil
+	return f(plain)
 }
+
+// openBuffers are OpenFunc's buffers; one grows to the largest value it opened.
+var openBuffers = sync.Pool{New: func() any { return new([]byte) }}
 
 // maxSealedLen bounds what open will even decode: a session split over the maximum number of
 // cookie chunks, plus slack.
