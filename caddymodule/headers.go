@@ -75,6 +75,7 @@ type headerPlan struct {
 	bearer                                                                       bool
 	claims                                                                       []HeaderClaim
 	managed                                                                      []string
+	lengths                                                                      [64]bool // the lengths of the managed names
 }
 
 func newHeaderPlan(c *HeadersConfig) headerPlan {
@@ -106,8 +107,8 @@ func newHeaderPlan(c *HeadersConfig) headerPlan {
 		names = append(names, hc.Header)
 	}
 	for _, n := range names {
-		if n != "" && !containsHeaderName(p.managed, n) {
-			p.managed = append(p.managed, n)
+		if n != "" {
+			p.manage(n)
 		}
 	}
 	return p
@@ -117,6 +118,9 @@ func newHeaderPlan(c *HeadersConfig) headerPlan {
 func (p *headerPlan) manage(name string) {
 	if !containsHeaderName(p.managed, name) {
 		p.managed = append(p.managed, name)
+		if len(name) < len(p.lengths) {
+			p.lengths[len(name)] = true
+		}
 	}
 }
 
@@ -171,6 +175,9 @@ func containsHeaderName(names []string, n string) bool {
 // removes the headers Connection names, and would remove them after this module set them.
 func (p *headerPlan) strip(h http.Header) {
 	for k := range h {
+		if len(k) < len(p.lengths) && !p.lengths[len(k)] {
+			continue // no managed name is that long: most of a request's headers
+		}
 		if containsHeaderName(p.managed, k) {
 			delete(h, k)
 		}

@@ -213,37 +213,49 @@ func WithoutOwnCookies(values []string, prefix string) (kept string, changed boo
 	// A first pass measures what is kept, so the result takes one allocation, or none when
 	// nothing is removed.
 	size, parts := 0, 0
-	each := func(f func(p string, own bool)) {
-		for _, line := range values {
-			for part := range strings.SplitSeq(line, ";") {
-				if p := strings.TrimSpace(part); p != "" {
-					name, _, _ := strings.Cut(p, "=")
-					f(p, strings.HasPrefix(name, prefix) && (len(name) == len(prefix) || name[len(prefix)] == '_'))
-				}
+	for _, line := range values {
+		for rest := line; rest != ""; {
+			var p string
+			p, rest = nextCookie(rest)
+			switch {
+			case p == "":
+			case isOwnCookie(p, prefix):
+				changed = true
+			default:
+				size += len(p)
+				parts++
 			}
 		}
 	}
-	each(func(p string, own bool) {
-		if own {
-			changed = true
-		} else {
-			size += len(p)
-			parts++
-		}
-	})
 	if !changed {
 		return "", false
 	}
 	var b strings.Builder
 	b.Grow(size + 2*max(parts-1, 0))
-	each(func(p string, own bool) {
-		if own {
-			return
+	for _, line := range values {
+		for rest := line; rest != ""; {
+			var p string
+			p, rest = nextCookie(rest)
+			if p == "" || isOwnCookie(p, prefix) {
+				continue
+			}
+			if b.Len() > 0 {
+				b.WriteString("; ")
+			}
+			b.WriteString(p)
 		}
-		if b.Len() > 0 {
-			b.WriteString("; ")
-		}
-		b.WriteString(p)
-	})
+	}
 	return b.String(), true
+}
+
+// nextCookie splits the next name=value pair, trimmed, off a Cookie header line.
+func nextCookie(line string) (pair, rest string) {
+	pair, rest, _ = strings.Cut(line, ";")
+	return strings.TrimSpace(pair), rest
+}
+
+// isOwnCookie reports whether the pair is the module's: named prefix, or prefix_... .
+func isOwnCookie(pair, prefix string) bool {
+	return strings.HasPrefix(pair, prefix) &&
+		(len(pair) == len(prefix) || pair[len(prefix)] == '=' || pair[len(prefix)] == '_')
 }
