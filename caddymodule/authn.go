@@ -35,10 +35,17 @@ func (h *Handler) readSealedSession(r *http.Request, name string, purpose sessio
 		}
 	}
 	plain, err := h.sealer.Open(purpose, v, now)
-	if err != nil {
-		if errors.Is(err, session.ErrExpired) {
-			return nil, "expired", nil
+	if errors.Is(err, session.ErrExpired) {
+		// The sealed value outlives its session by sessionGrace, and a browser whose clock is
+		// behind still sends it after that: it is authentic, so its end is recorded with whose
+		// it was.
+		var gone session.Session
+		if plain, err := h.sealer.OpenExpired(purpose, v); err == nil && gone.Unmarshal(plain) == nil {
+			return nil, "expired", &gone
 		}
+		return nil, "expired", nil
+	}
+	if err != nil {
 		return nil, "does not open", nil
 	}
 	s = new(session.Session)

@@ -100,12 +100,31 @@ func (s *Sealer) Seal(purpose Purpose, plaintext []byte, expires time.Time) stri
 
 // Open reverses Seal. The returned plaintext is freshly allocated and owned by the caller.
 func (s *Sealer) Open(purpose Purpose, value string, now time.Time) ([]byte, error) {
+	plain, exp, err := s.open(purpose, value)
+	if err != nil {
+		return nil, err
+	}
+	if now.Unix() >= exp {
+		return nil, ErrExpired
+	}
+	return plain, nil
+}
+
+// OpenExpired opens an authentic value whatever its expiry, so that the end of what it held
+// can be recorded with whose it was. What it returns must never be accepted as valid.
+func (s *Sealer) OpenExpired(purpose Purpose, value string) ([]byte, error) {
+	plain, _, err := s.open(purpose, value)
+	return plain, err
+}
+
+// open authenticates and decrypts value, returning its expiry (unix seconds) unchecked.
+func (s *Sealer) open(purpose Purpose, value string) ([]byte, int64, error) {
 	if len(value) > maxSealedLen {
-		return nil, errSealMalformed
+		return nil, 0, errSealMalformed
 	}
 	raw, err := base64.RawURLEncoding.DecodeString(value)
 	if err != nil || len(raw) < sealOverhead || raw[0] != sealVersion {
-		return nil, errSealMalformed
+		return nil, 0, errSealMalformed
 	}
 	var aead cipher.AEAD
 	for i := range s.keys {
@@ -115,18 +134,15 @@ func (s *Sealer) Open(purpose Purpose, value string, now time.Time) ([]byte, err
 		}
 	}
 	if aead == nil {
-		return nil, errSealKey
+		return nil, 0, errSealKey
 	}
 	nonce := raw[sealHeaderSize : sealHeaderSize+sealNonceSize]
 	plain, err := aead.Open(raw[sealHeaderSize+sealNonceSize:sealHeaderSize+sealNonceSize], nonce,
 		raw[sealHeaderSize+sealNonceSize:], additionalData(purpose, raw[:sealHeaderSize]))
 	if err != nil {
-		return nil, errSealOpen
+		return nil, 0, errSealOpen
 	}
-	if exp := int64(binary.BigEndian.Uint64(raw[5:13])); now.Unix() >= exp {
-		return nil, ErrExpired
-	}
-	return plain, nil
+	return plain, int64(binary.BigEndian.Uint64(raw[5:13])), nil
 }
 
 // maxSealedLen bounds what open will even decode: a session split over the maximum number of
