@@ -49,7 +49,7 @@ func (a *attempt) unmarshal(b []byte) bool {
 func (h *Handler) startLogin(w http.ResponseWriter, r *http.Request, returnTo string) error {
 	d, err := h.provider.get()
 	if err != nil {
-		return refuse(errUnreachable, "", "").causedBy(err)
+		return unreachable(err)
 	}
 	now := h.now()
 	state, info := h.states.mintLogin(now)
