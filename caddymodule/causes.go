@@ -216,9 +216,8 @@ func isRuneStart(b byte) bool { return b&0xC0 != 0x80 }
 // exchangeFailed is the refusal of a code exchange the provider did not answer properly (5xx,
 // 429, a network failure): the 502 page, with the cause when it is a transport one.
 func exchangeFailed(err error) *refusal {
-	reason, page := "code exchange failed", errUnreachable
+	reason, page := withCause("code exchange failed", err), errUnreachable
 	if c := transportCause(err); c != "" {
-		reason += ": " + c
 		page = errUnreachable.withDetail("The code exchange failed: " + c + ".")
 	} else {
 		var re *oauth2.RetrieveError
@@ -227,4 +226,12 @@ func exchangeFailed(err error) *refusal {
 		}
 	}
 	return loginFailed(page, reason).causedBy(err)
+}
+
+// withCause appends to reason the transport cause of err, when it has one.
+func withCause(reason string, err error) string {
+	if c := transportCause(err); c != "" {
+		return reason + ": " + c
+	}
+	return reason
 }

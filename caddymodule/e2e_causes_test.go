@@ -315,3 +315,13 @@ func TestAccessDeniedOffersAnotherAccount(t *testing.T) {
 		}
 	})
 }
+
+func TestHandleErrorsGetsTheSwitchAccountLink(t *testing.T) {
+	site, c, _ := errorsSite(t, "allow {\n\t\t\temails nobody@example.com\n\t\t}", `handle_errors 403 {
+		respond "{oidc_auth.error.code} {oidc_auth.error.reason} [{oidc_auth.error.switch_account}]" 403
+	}`)
+	status, body, _ := get(t, c, site+"/", "text/html")
+	if want := "access_denied email not allowed [/oauth2/logout?rd=%2F]"; status != http.StatusForbidden || body != want {
+		t.Fatalf("got %d %q, want 403 %q", status, body, want)
+	}
+}

@@ -74,7 +74,7 @@ func (v *verification) idToken(raw string, now time.Time) (*oidc.IDToken, error)
 	switch {
 	case err != nil && keysUnavailable(err):
 		v.p.cfg.logger.Warn("fetching the provider's keys", zap.Error(err))
-		return nil, loginFailed(errUnreachable, "provider keys unavailable").causedBy(err)
+		return nil, loginFailed(errUnreachable, withCause("provider keys unavailable", err)).causedBy(err)
 	case err != nil:
 		short, full := idTokenProblem(err, now)
 		return nil, loginFailed(errBadCallback.withDetail("The ID token does not verify: "+short+"."),
@@ -140,7 +140,7 @@ func (v *verification) identify(idt *oidc.IDToken, tok *oauth2.Token) (*claims.I
 				return nil, loginFailed(errBadCallback, "userinfo refused the access token").causedBy(err)
 			}
 			v.p.cfg.logger.Warn("fetching userinfo", zap.Error(err))
-			return nil, loginFailed(errProviderFailed, "userinfo request failed").causedBy(err)
+			return nil, loginFailed(errProviderFailed, withCause("userinfo request failed", err)).causedBy(err)
 		}
 		if ui.Subject != idt.Subject {
 			return nil, loginFailed(errBadCallback, "userinfo sub differs from the ID token's")
