@@ -40,8 +40,8 @@ func (c *AllowConfig) compile() (*policy.Allow, error) {
 	if c == nil {
 		return nil, nil
 	}
-	rules := policy.AllowRules{Emails: c.Emails, Domains: c.Domains, Groups: c.Groups, Scopes: c.Scopes,
-		Expression: c.Expression}
+	rules := policy.AllowRules{Emails: c.Emails, Domains: c.Domains, Groups: c.Groups, GroupsClaim: c.GroupsClaim,
+		Scopes: c.Scopes, Expression: c.Expression}
 	for _, r := range c.Claims {
 		rules.Claims = append(rules.Claims, policy.ClaimRule{Claim: r.Claim, Values: r.Values})
 	}

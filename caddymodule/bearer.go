@@ -182,7 +182,7 @@ func (h *Handler) verifyBearer(r *http.Request, raw string, now time.Time) (*bea
 	}
 	d, err := h.provider.get()
 	if err != nil {
-		return nil, refuse(errUnreachable, evSessionRejected, "bearer token: provider unreachable").causedBy(err).asAPI()
+		return nil, refuse(errUnreachable, evSessionRejected, "bearer token: provider unreachable: "+causeOf(err)).causedBy(err).asAPI()
 	}
 	payload, err := d.keys.verify(h.provider.ctx, jws)
 	if err != nil {

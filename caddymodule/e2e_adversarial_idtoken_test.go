@@ -346,7 +346,7 @@ func TestAdversarialIDTokenReplays(t *testing.T) {
 				return h.advSend(advReq{path: "/oauth2/callback?code=" + url.QueryEscape(code.Query().Get("code")) +
 					"&state=" + url.QueryEscape(state)})
 			},
-			want: advWant{status: http.StatusBadRequest, events: evLoginFailed, reason: "code exchange failed"}},
+			want: advWant{status: http.StatusBadRequest, events: evLoginFailed, reason: "code exchange refused: invalid_grant: Failed to verify code_verifier."}},
 		{name: "code injection: an attacker's own code, made without PKCE, under this browser's state", site: advPlainSite,
 			attack: func(h *harness, mark func()) result {
 				h.idp.SetAutoLogin("mallory", "")

@@ -109,7 +109,7 @@ func TestPrivateKeyJWTWithAKeyTheProviderDoesNotKnow(t *testing.T) {
 	if h.upstream.count() != 0 {
 		t.Error("the application was reached")
 	}
-	h.impAudit(evLoginFailed, map[string]string{"reason": "code exchange failed"})
+	h.impAudit(evLoginFailed, map[string]string{"reason": "code exchange refused: invalid_client: Client authentication failed: the assertion's signature does not verify with the client's keys."})
 	for _, r := range h.tokenRequests.all() {
 		if a := r.form.Get("client_assertion"); a == "" || strings.Contains(res.body, a) {
 			t.Errorf("no assertion sent, or the page shows it")

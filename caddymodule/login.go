@@ -54,7 +54,7 @@ func (h *Handler) startLogin(w http.ResponseWriter, r *http.Request, returnTo st
 	}
 	d, err := h.provider.get()
 	if err != nil {
-		return refuse(errUnreachable, "", "").causedBy(err)
+		return unreachable(err)
 	}
 	now := h.now()
 	state, info := h.states.mintLogin(now)

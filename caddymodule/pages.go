@@ -96,6 +96,7 @@ type errorBody struct {
 type pageData struct {
 	Title, Message, Detail string
 	Retry                  string // URL of "sign in again"; empty = none
+	SwitchAccount          string // URL of "use another account" (a sign-out here and at the provider); empty = none
 	Next                   string // URL of "continue"; empty = none
 	Nonce                  string
 	Action                 string
@@ -115,7 +116,21 @@ func (h *Handler) writeError(w http.ResponseWriter, r *http.Request, e *pageErro
 	if e.Status != http.StatusMethodNotAllowed {
 		d.Retry = h.retryURL
 	}
+	if e.Code == errDenied.Code {
+		d.SwitchAccount = h.switchAccountURL()
+	}
 	h.writePage(w, e.Status, "error.html", d)
+}
+
+// switchAccountURL is where "use another account" goes on the Access denied page: the
+// logout endpoint, which ends the provider's session too, so that signing in again asks who
+// rather than bringing the same account back to the same 403. It is a same-origin link, not
+// a form: a form's redirect on to the provider would meet the page's CSP form-action 'self'
+// in browsers that apply it to redirects. The logout endpoint's own checks (same-origin
+// requests only; others get its confirmation page) are unchanged. It returns to the site's
+// root, the post-logout URL most likely registered at the provider.
+func (h *Handler) switchAccountURL() string {
+	return h.prefix + "logout?rd=%2F"
 }
 
 // continueTo answers with a page that moves the browser on to target (a same-origin URL) by

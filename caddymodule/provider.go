@@ -135,9 +135,11 @@ func (p *provider) run(call *discovery) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if err != nil {
-		call.err = fmt.Errorf("%w: %v", errProviderUnreachable, err)
+		cause := discoveryCause(p.cfg.issuer, err)
+		call.err = &discoveryError{cause: cause, err: err}
 		p.lastFail, p.lastErr = p.cfg.now(), call.err
-		p.cfg.logger.Warn("provider discovery failed", zap.Error(err))
+		p.cfg.logger.Warn("provider discovery failed", zap.String("issuer", p.cfg.issuer),
+			zap.String("cause", cause), zap.Error(err))
 	} else {
 		call.d = d
 		p.lastErr = nil

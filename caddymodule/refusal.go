@@ -101,6 +101,9 @@ func (h *Handler) answer(w http.ResponseWriter, r *http.Request, err error) erro
 			repl.Set("oidc_auth.error.detail", rf.page.Detail)
 			repl.Set("oidc_auth.error.reason", rf.entry.Reason)
 			repl.Set("oidc_auth.error.retry", h.startURL("/"))
+			if rf.page.Code == errDenied.Code {
+				repl.Set("oidc_auth.error.switch_account", h.switchAccountURL())
+			}
 		}
 		return caddyhttp.Error(rf.page.Status, rf)
 	}

@@ -2,6 +2,7 @@ package caddymodule
 
 import (
 	"crypto/subtle"
+	"errors"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -127,13 +128,15 @@ func (h *Handler) completeUnsolicited(w http.ResponseWriter, r *http.Request, pa
 func (h *Handler) unsolicitedTokens(v *verification, params url.Values, now time.Time) (*oauth2.Token, error) {
 	if code := params.Get("code"); code != "" {
 		tok, err := v.exchange(code)
-		switch page := pageOf(err); {
+		var rf *refusal
+		switch {
 		case err == nil:
 			return tok, nil
-		case page == errUnreachable:
-			return nil, asDenial(loginFailed(errUnreachable, "provider unreachable"), nil, auditEntry{})
+		case !errors.As(err, &rf) || rf.page.Status >= 500:
+			return nil, asDenial(err, nil, auditEntry{})
 		default:
-			return nil, impersonationDenied("code refused by the provider (replayed or expired): " + page.Detail)
+			return nil, impersonationDenied("code refused by the provider (replayed or expired): " +
+				strings.TrimPrefix(rf.entry.Reason, "code exchange refused: "))
 		}
 	}
 	at, it := params.Get("access_token"), params.Get("id_token")

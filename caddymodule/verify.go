@@ -3,6 +3,7 @@ package caddymodule
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
@@ -35,7 +36,7 @@ type verification struct {
 func (h *Handler) verifier(r *http.Request) (*verification, error) {
 	d, err := h.provider.get()
 	if err != nil {
-		return nil, loginFailed(errUnreachable, "provider unreachable").causedBy(err)
+		return nil, unreachable(err)
 	}
 	ctx, cancel := context.WithTimeout(h.provider.clientContext(r.Context()), h.provider.cfg.timeout)
 	v := &verification{p: h.provider, d: d, ctx: ctx, close: cancel, redirectURL: h.redirectURL(r),
@@ -56,10 +57,14 @@ func (v *verification) exchange(code string, opts ...oauth2.AuthCodeOption) (*oa
 	var re *oauth2.RetrieveError
 	if errors.As(err, &re) && re.Response != nil && re.Response.StatusCode < 500 &&
 		re.Response.StatusCode != http.StatusTooManyRequests {
-		return nil, loginFailed(errProviderRefused.withDetail(re.ErrorCode), "code exchange failed").causedBy(err)
+		reason, detail := exchangeRefusal(re)
+		v.p.cfg.logger.Warn("the provider refused the code exchange", zap.Int("status", re.Response.StatusCode),
+			zap.String("error", re.ErrorCode), zap.String("error_description", truncate(oneLine(re.ErrorDescription), 200)),
+			zap.String("redirect_uri", v.redirectURL))
+		return nil, loginFailed(errProviderRefused.withDetail(detail), reason).causedBy(err)
 	}
 	v.p.cfg.logger.Warn("exchanging code", zap.Error(err))
-	return nil, loginFailed(errUnreachable, "code exchange failed").causedBy(err)
+	return nil, exchangeFailed(err)
 }
 
 // idToken checks the signature, iss, aud, exp (go-oidc), iat against clock skew and the
@@ -69,14 +74,18 @@ func (v *verification) idToken(raw string, now time.Time) (*oidc.IDToken, error)
 	switch {
 	case err != nil && keysUnavailable(err):
 		v.p.cfg.logger.Warn("fetching the provider's keys", zap.Error(err))
-		return nil, loginFailed(errUnreachable, "provider keys unavailable").causedBy(err)
+		return nil, loginFailed(errUnreachable, withCause("provider keys unavailable", err)).causedBy(err)
 	case err != nil:
-		return nil, loginFailed(errBadCallback, "ID token does not verify").causedBy(err)
+		short, full := idTokenProblem(err, now)
+		return nil, loginFailed(errBadCallback.withDetail("The ID token does not verify: "+short+"."),
+			"ID token does not verify: "+full).causedBy(err)
 	case idt.IssuedAt.IsZero():
 		// OpenID Connect Core §2 makes iat required; without it freshness cannot be judged.
 		return nil, loginFailed(errBadCallback, "ID token has no iat")
 	case idt.IssuedAt.After(now.Add(maxIssuedAtSkew)):
-		return nil, loginFailed(errBadCallback, "ID token issued in the future")
+		return nil, loginFailed(errBadCallback.withDetail("The ID token was issued in the future (check the clocks)."),
+			fmt.Sprintf("ID token issued in the future: iat %s ahead of this server's time (check the clocks)",
+				idt.IssuedAt.Sub(now).Round(time.Second)))
 	case idt.Subject == "":
 		return nil, loginFailed(errBadCallback, "ID token has no subject")
 	}
@@ -131,7 +140,7 @@ func (v *verification) identify(idt *oidc.IDToken, tok *oauth2.Token) (*claims.I
 				return nil, loginFailed(errBadCallback, "userinfo refused the access token").causedBy(err)
 			}
 			v.p.cfg.logger.Warn("fetching userinfo", zap.Error(err))
-			return nil, loginFailed(errProviderFailed, "userinfo request failed").causedBy(err)
+			return nil, loginFailed(errProviderFailed, withCause("userinfo request failed", err)).causedBy(err)
 		}
 		if ui.Subject != idt.Subject {
 			return nil, loginFailed(errBadCallback, "userinfo sub differs from the ID token's")

@@ -18,6 +18,9 @@ import (
 // and the expression must be true.
 type AllowRules struct {
 	Emails, Domains, Groups []string
+	// GroupsClaim names the claim that lists the user's groups, for saying that it is absent.
+	// Default: groups.
+	GroupsClaim string
 	// Scopes must all have been granted with the token.
 	Scopes     []string
 	Claims     []ClaimRule
@@ -33,6 +36,7 @@ type ClaimRule struct {
 // Allow is AllowRules compiled. A nil *Allow admits everyone.
 type Allow struct {
 	emails, domains, groups map[string]bool
+	groupsClaim             string
 	scopes                  []string
 	claims                  []ClaimRule
 	expr                    cel.Program
@@ -48,11 +52,15 @@ func NewAllow(r AllowRules) (*Allow, error) {
 		return nil, err
 	}
 	p := &Allow{
-		emails:  foldedSet(r.Emails),
-		domains: foldedSet(r.Domains),
-		groups:  set(r.Groups),
-		scopes:  r.Scopes,
-		claims:  r.Claims,
+		emails:      foldedSet(r.Emails),
+		domains:     foldedSet(r.Domains),
+		groups:      set(r.Groups),
+		groupsClaim: r.GroupsClaim,
+		scopes:      r.Scopes,
+		claims:      r.Claims,
+	}
+	if p.groupsClaim == "" {
+		p.groupsClaim = "groups"
 	}
 	for _, sc := range r.Scopes {
 		if sc == "" || strings.ContainsAny(sc, " \t\"\\") {
@@ -100,6 +108,11 @@ func (p *Allow) Admit(ctx context.Context, id *claims.Identity, req map[string]a
 		}
 	}
 	if len(p.groups) > 0 && !anyIn(id.Groups, p.groups) {
+		if _, present := id.Claims.Lookup(p.groupsClaim); !present {
+			// Not a wrong group: the provider sends no groups at all (a missing scope or
+			// mapper, or another claim name).
+			return false, "groups claim absent (groups_claim " + p.groupsClaim + ")"
+		}
 		return false, "not in an allowed group"
 	}
 	for _, r := range p.claims {
@@ -107,8 +120,10 @@ func (p *Allow) Admit(ctx context.Context, id *claims.Identity, req map[string]a
 			return false, "claim " + r.Claim + " not allowed"
 		}
 	}
-	if p.expr != nil && !evalCEL(ctx, p.expr, map[string]any{"claims": celClaims(id), "request": req}) {
-		return false, "expression denied"
+	if p.expr != nil {
+		if ok, err := evalCEL(ctx, p.expr, map[string]any{"claims": celClaims(id), "request": req}); !ok {
+			return false, exprRefusal(err)
+		}
 	}
 	return true, ""
 }

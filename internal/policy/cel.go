@@ -37,17 +37,29 @@ func compileCEL(expr string, vars ...string) (cel.Program, *cel.Ast, error) {
 	return prg, ast, err
 }
 
-// evalCEL is true only when the expression evaluates to true; an error (a missing claim, say)
-// denies.
-func evalCEL(ctx context.Context, p cel.Program, vars map[string]any) bool {
+// evalCEL is true only when the expression evaluates to true. An evaluation error (a missing
+// claim, a wrong type, the cost limit) denies, and is returned so that the denial can say why.
+func evalCEL(ctx context.Context, p cel.Program, vars map[string]any) (bool, error) {
 	ctx, cancel := context.WithTimeout(ctx, celTimeout)
 	defer cancel()
 	out, _, err := p.ContextEval(ctx, vars)
 	if err != nil {
-		return false
+		return false, err
 	}
 	b, ok := out.Value().(bool)
-	return ok && b
+	if !ok {
+		return false, fmt.Errorf("the result is %s, not a boolean", out.Type().TypeName())
+	}
+	return b, nil
+}
+
+// exprRefusal is the reason an expression refused: its evaluation error, else that it was
+// false.
+func exprRefusal(err error) string {
+	if err != nil {
+		return "expression error: " + err.Error()
+	}
+	return "expression denied"
 }
 
 // celClaims is what expressions see of the user's claims: all of them, except an email that

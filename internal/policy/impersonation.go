@@ -105,8 +105,8 @@ func (p *Impersonation) Decide(ctx context.Context, target *claims.Identity, req
 			"target":  t,
 			"request": req,
 		}
-		if !evalCEL(ctx, p.expr, vars) {
-			return false, "expression denied"
+		if ok, err := evalCEL(ctx, p.expr, vars); !ok {
+			return false, exprRefusal(err)
 		}
 	}
 	return true, ""

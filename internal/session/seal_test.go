@@ -205,6 +205,31 @@ func TestASealedValueExpiresAtItsExpiry(t *testing.T) {
 	}
 }
 
+func TestAnExpiredValueOpensOnlyToSayWhoseItWas(t *testing.T) {
+	s := unitSealer(t, unitSecretNew)
+	v := s.Seal(PurposeSession, []byte("whose"), unitNow.Add(-time.Hour))
+	t.Run("Open refuses it", func(t *testing.T) {
+		if got, err := s.Open(PurposeSession, v, unitNow); !errors.Is(err, ErrExpired) || got != nil {
+			t.Fatalf("Open = %q, %v; want nil, ErrExpired", got, err)
+		}
+	})
+	t.Run("OpenExpired gives its plaintext", func(t *testing.T) {
+		if got, err := s.OpenExpired(PurposeSession, v); err != nil || string(got) != "whose" {
+			t.Fatalf("OpenExpired = %q, %v", got, err)
+		}
+	})
+	t.Run("OpenExpired still refuses another purpose and a tampered value", func(t *testing.T) {
+		if _, err := s.OpenExpired(PurposeStash, v); err == nil {
+			t.Errorf("opened for another purpose")
+		}
+		raw := sealedRaw(t, v)
+		raw[len(raw)-1] ^= 1
+		if _, err := s.OpenExpired(PurposeSession, base64.RawURLEncoding.EncodeToString(raw)); err == nil {
+			t.Errorf("a tampered value opened")
+		}
+	})
+}
+
 func TestSessionSecretsRotate(t *testing.T) {
 	old := unitSealer(t, unitSecretOld)
 	rotated := unitSealer(t, unitSecretNew, unitSecretOld)
