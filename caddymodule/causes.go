@@ -175,7 +175,7 @@ func idTokenProblem(err error, now time.Time) (short, full string) {
 	switch {
 	case errors.As(err, &expired):
 		return "it has expired (check the clocks)", fmt.Sprintf("expired at %s, %s before this server's time (check the clocks)",
-			expired.Expiry.UTC().Format(time.RFC3339), now.Sub(expired.Expiry).Round(time.Second))
+			expired.Expiry.UTC().Format(time.RFC3339), now.Truncate(time.Second).Sub(expired.Expiry))
 	case strings.Contains(msg, "before the nbf"):
 		return "it is not yet valid (check the clocks)", "not yet valid: nbf is after this server's time (check the clocks)"
 	case strings.Contains(msg, "issued by a different provider"):

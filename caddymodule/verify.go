@@ -85,7 +85,7 @@ func (v *verification) idToken(raw string, now time.Time) (*oidc.IDToken, error)
 	case idt.IssuedAt.After(now.Add(maxIssuedAtSkew)):
 		return nil, loginFailed(errBadCallback.withDetail("The ID token was issued in the future (check the clocks)."),
 			fmt.Sprintf("ID token issued in the future: iat %s ahead of this server's time (check the clocks)",
-				idt.IssuedAt.Sub(now).Round(time.Second)))
+				idt.IssuedAt.Sub(now.Truncate(time.Second))))
 	case idt.Subject == "":
 		return nil, loginFailed(errBadCallback, "ID token has no subject")
 	}
