@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"context"
 	"net/http"
 	"slices"
 	"strings"
@@ -11,6 +12,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp/fileserver"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp/reverseproxy"
+	"github.com/coreos/go-oidc/v3/oidc"
 	"go.uber.org/zap"
 )
 
@@ -23,7 +25,8 @@ import (
 const routeCheckWait = 30 * time.Second
 
 // reportAtStart logs the handler's effective configuration and its warnings, then, without
-// holding up the start, discovers the provider and checks the routing of its callback.
+// holding up the start, discovers the provider and checks the routing of its callback. The
+// background checks work from what they are given here: they share nothing with the requests.
 func (h *Handler) reportAtStart(ctx caddy.Context) {
 	fields := []zap.Field{
 		zap.String("redirect_uri", h.RedirectURI),
@@ -41,28 +44,37 @@ func (h *Handler) reportAtStart(ctx caddy.Context) {
 	for _, w := range h.startupWarnings() {
 		h.logger.Warn(w)
 	}
-	go h.discoverAtStart()
-	go h.checkRoutingAtStart(ctx)
+	go discoverAtStart(ctx, h.logger, h.Issuer, h.provider.cfg.timeout)
+	go h.checkRoutingAtStart(ctx, h.logger)
 }
 
-// discoverAtStart asks the provider once and logs what it found, or why it failed. It keeps
-// nothing: requests discover on demand as before, so a provider that changes or goes down
-// after the start is seen by them.
-func (h *Handler) discoverAtStart() {
-	d, err := h.provider.discover()
+// discoverAtStart asks the provider once, with a client of its own, and logs what it found or
+// why it failed. It keeps nothing: requests discover on demand, so a provider that changes or
+// goes down after the start is seen by them.
+func discoverAtStart(ctx context.Context, logger *zap.Logger, issuer string, timeout time.Duration) {
+	client := &http.Client{Timeout: timeout, CheckRedirect: keepPostsHome}
+	defer client.CloseIdleConnections()
+	ctx, cancel := context.WithTimeout(oidc.ClientContext(ctx, client), timeout)
+	defer cancel()
+	op, err := oidc.NewProvider(ctx, issuer)
 	if err != nil {
-		h.logger.Warn("the provider's discovery failed at start; requests that need it get a 502 until it answers",
-			zap.String("issuer", h.Issuer), zap.Error(err))
+		logger.Warn("the provider's discovery failed at start; requests that need it get a 502 until it answers",
+			zap.String("issuer", issuer), zap.String("cause", discoveryCause(issuer, err)))
 		return
 	}
-	h.logger.Info("provider discovered", zap.String("issuer", d.issuer),
-		zap.String("token_endpoint", d.endpoint.TokenURL), zap.String("userinfo_endpoint", d.userinfoURL),
-		zap.String("end_session_endpoint", d.endSessionURL), zap.String("jwks_uri", d.keys.url))
+	var meta struct {
+		EndSession string `json:"end_session_endpoint"`
+		JWKSURI    string `json:"jwks_uri"`
+	}
+	_ = op.Claims(&meta)
+	logger.Info("provider discovered", zap.String("issuer", issuer),
+		zap.String("token_endpoint", op.Endpoint().TokenURL), zap.String("userinfo_endpoint", op.UserInfoEndpoint()),
+		zap.String("end_session_endpoint", meta.EndSession), zap.String("jwks_uri", meta.JWKSURI))
 }
 
 // checkRoutingAtStart waits for the configuration that provisioned h to run, then checks that
 // a browser sent to the callback reaches h, and logs an error if not.
-func (h *Handler) checkRoutingAtStart(ctx caddy.Context) {
+func (h *Handler) checkRoutingAtStart(ctx caddy.Context, logger *zap.Logger) {
 	deadline := time.Now().Add(routeCheckWait)
 	for time.Now().Before(deadline) {
 		select {
@@ -75,9 +87,9 @@ func (h *Handler) checkRoutingAtStart(ctx caddy.Context) {
 			continue
 		}
 		if !h.callbackReaches(srv, host) {
-			h.logger.Error(h.misroutedCallback(host))
+			logger.Error(h.misroutedCallback(host))
 		} else {
-			h.logger.Info("the callback reaches this handler", zap.String("callback", h.callbackPath), zap.String("host", host))
+			logger.Info("the callback reaches this handler", zap.String("callback", h.callbackPath), zap.String("host", host))
 		}
 		return
 	}
