@@ -88,8 +88,8 @@ func main() {
 	systems := flag.String("systems", strings.Join(allSystems, ","), "systems to measure, comma-separated: "+strings.Join(allSystems, ", "))
 	mem := flag.String("mem", "b,b-redis", "systems whose memory is measured with -sessions distinct sessions (any of b, b-groups, b-expr, b-redis, b-assert); empty for none")
 	flag.IntVar(&o.rounds, "rounds", 5, "rounds; each runs every system once")
-	flag.DurationVar(&o.dur, "d", 10*time.Second, "duration of each wrk run")
-	flag.DurationVar(&o.warmup, "warmup", 2*time.Second, "a wrk run per system before the rounds, not counted; 0 for none")
+	flag.DurationVar(&o.dur, "d", 10*time.Second, "duration of each wrk run, whole seconds")
+	flag.DurationVar(&o.warmup, "warmup", 2*time.Second, "a wrk run per system before the rounds, not counted, whole seconds; 0 for none")
 	flag.IntVar(&o.conns, "c", 32, "wrk connections")
 	flag.IntVar(&o.threads, "t", 2, "wrk threads")
 	flag.IntVar(&o.sessions, "sessions", 10_000, "distinct sessions sent in the memory phase; 0 skips it")
@@ -103,8 +103,8 @@ func main() {
 	if o.mem, err = pick(*mem, []string{"b", "b-groups", "b-expr", "b-redis", "b-assert"}); err != nil {
 		log.Fatal(err)
 	}
-	if o.rounds < 1 || o.conns < 1 || o.threads < 1 || o.threads > o.conns {
-		log.Fatal("want -rounds ≥ 1, -c ≥ 1 and 1 ≤ -t ≤ -c")
+	if o.rounds < 1 || o.conns < 1 || o.threads < 1 || o.threads > o.conns || o.dur < time.Second {
+		log.Fatal("want -rounds ≥ 1, -c ≥ 1, 1 ≤ -t ≤ -c and -d ≥ 1s (wrk counts whole seconds)")
 	}
 	if err := run(o); err != nil {
 		log.Fatal(err)

@@ -93,7 +93,7 @@ var (
 
 // runWrk loads the system for d and reads wrk's report.
 func runWrk(wrk string, s *system, conns, threads int, d time.Duration) (wrkRun, error) {
-	args := []string{"-t", strconv.Itoa(threads), "-c", strconv.Itoa(conns), "-d", fmt.Sprintf("%dms", d.Milliseconds()), "--latency"}
+	args := []string{"-t", strconv.Itoa(threads), "-c", strconv.Itoa(conns), "-d", fmt.Sprintf("%ds", int(d.Round(time.Second).Seconds())), "--latency"}
 	for _, h := range s.headers {
 		args = append(args, "-H", h)
 	}
@@ -196,11 +196,11 @@ func printMemory(w io.Writer, l *lab, title string) {
 			continue
 		}
 		hwm, rss := s.proc.peakRSS()
-		fmt.Fprintf(w, "  %-40s %7.1f MB / %7.1f MB\n", "Caddy of "+s.desc, mb(hwm), mb(rss))
+		fmt.Fprintf(w, "  %-50s %7.1f MB / %7.1f MB\n", "Caddy of "+s.desc, mb(hwm), mb(rss))
 	}
 	for _, p := range l.extra {
 		hwm, rss := p.peakRSS()
-		fmt.Fprintf(w, "  %-40s %7.1f MB / %7.1f MB\n", p.name, mb(hwm), mb(rss))
+		fmt.Fprintf(w, "  %-50s %7.1f MB / %7.1f MB\n", p.name, mb(hwm), mb(rss))
 	}
 }
 
