@@ -257,7 +257,9 @@ func (l *lab) signIn(o2pPort int) error {
 		if s.cookie != "" {
 			own = s.cookie
 		}
-		s.headers = []string{"Cookie: " + join(own, o2p)}
+		if c := join(own, o2p); c != "" {
+			s.headers = []string{"Cookie: " + c}
+		}
 	}
 	if b := l.byName["b-bearer"]; b != nil {
 		tok, err := clientCredentials(l.issuer)
