@@ -1,183 +1,182 @@
-// Command load measures the authenticated-request path under load: real Caddy in-process,
-// the development provider and a trivial upstream, all on loopback. It signs in once, then
-// drives two routes of the same Caddy for the same duration — one through oidc_auth with the
-// session cookie, one straight to the upstream — and reports throughput and latency of each,
-// so the module's share can be read off.
+// Command load measures what an authenticated request costs through this module, side by side
+// with plain Caddy and with oauth2-proxy, on loopback, and the memory a Caddy holds with many
+// distinct sessions. Run it from anywhere in the repository:
 //
-//	go run ./examples/load -c 32 -d 10s
+//	go run ./examples/load                       # every system, 5 rounds of 10s
+//	go run ./examples/load -d 2s -rounds 1       # a quick check that everything works
+//	go run ./examples/load -systems a,b,b-groups,c -rounds 7
+//
+// It builds ./cmd/caddy and ./cmd/devidp into a temporary directory (and installs
+// oauth2-proxy v7.15.6 there with go install when (c) or (d) is asked for; those two are
+// skipped with a message if that fails), starts an upstream that gives every request the
+// same small answer, the development provider, redis-server when a Redis variant is asked
+// for, one Caddy process per system (logging at ERROR) and oauth2-proxy. It signs in for
+// real: a scripted browser (a cookie jar that follows redirects and submits the provider's
+// sign-in form) through each oidc_auth Caddy and through oauth2-proxy's /oauth2/start, and
+// takes the session cookies; the bearer variant gets a client_credentials token from the
+// provider's /oauth/token.
+//
+// The systems (-systems, comma-separated; default all):
+//
+//	a          Caddy reverse_proxy alone, sent the same cookie
+//	b          Caddy oidc_auth + reverse_proxy, a valid session cookie
+//	c          Caddy forward_auth to oauth2-proxy + reverse_proxy, a valid oauth2-proxy cookie
+//	d          oauth2-proxy alone in front of the upstream
+//	b-groups   b with allow { groups staff }: a decision cached per session
+//	b-expr     b with an allow expression reading request.path: decided on every request
+//	b-redis    b with store redis and server_side_sessions on (the cookie is a ticket)
+//	b-assert   b with the signed identity assertion (assertion { audience; issuer })
+//	b-bearer   b with bearer { audience api }, sent a client_credentials access token
+//
+// Every system is sent one Cookie header holding the module's session cookie and
+// oauth2-proxy's, so each parses the same bytes; a variant whose session differs (each
+// variant signs in on its own, since its configuration decides what the session keeps)
+// sends its own session cookie in the module's place. The table gives the header's size.
+//
+// Each round runs every system once with wrk (-c connections, -d long, -t threads), the
+// order rotating from round to round; each run is checked before and after with one request
+// that must get the upstream's answer. The table shows medians over the rounds of requests/s
+// and wrk's p50 and p99 latency, and their ratios to (a).
+//
+// Then, for the systems in -mem (default b and b-redis), -sessions distinct sessions
+// (default 10,000) are each sent once, and the Caddy process's peak RSS (VmHWM in
+// /proc/PID/status) is shown before and after. Those sessions are minted, not signed in: the
+// script knows the session secret, opens the session of its real sign-in with the module's
+// own sealer and codec (internal/session, as the module's tests do), and seals copies with
+// new IDs and subjects; for server-side sessions it writes each sealed session into Redis
+// where the module keeps them (the key prefix read from its real sign-in) and sends the
+// sealed ticket. Minted sessions skip what a sign-in adds (the in-process session registry's
+// record, one per sign-in).
+//
+// Needs wrk (apt-get install wrk, or build github.com/wg/wrk), and redis-server for b-redis
+// (apt-get install redis-server). Linux only (/proc). See README.md beside this file.
 package main
 
 import (
-	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"log"
-	"net"
-	"net/http"
-	"net/http/cookiejar"
-	"net/url"
+	"os"
+	"os/signal"
 	"slices"
-	"sync"
+	"strings"
+	"syscall"
 	"time"
-
-	"github.com/caddyserver/caddy/v2"
-	_ "github.com/caddyserver/caddy/v2/modules/standard"
-
-	_ "github.com/relyingparty/caddy-oidc-auth/caddymodule"
-	"github.com/relyingparty/caddy-oidc-auth/internal/devidp"
 )
 
+// allSystems in the order the table shows them.
+var allSystems = []string{"a", "b", "c", "d", "b-groups", "b-expr", "b-redis", "b-assert", "b-bearer"}
+
+type options struct {
+	systems  []string
+	mem      []string
+	rounds   int
+	dur      time.Duration
+	warmup   time.Duration
+	conns    int
+	threads  int
+	sessions int
+	o2pBin   string
+	keep     bool
+}
+
 func main() {
-	conc := flag.Int("c", 32, "concurrent clients")
-	dur := flag.Duration("d", 10*time.Second, "duration of each run")
+	log.SetFlags(0)
+	log.SetPrefix("load: ")
+	var o options
+	systems := flag.String("systems", strings.Join(allSystems, ","), "systems to measure, comma-separated: "+strings.Join(allSystems, ", "))
+	mem := flag.String("mem", "b,b-redis", "systems whose memory is measured with -sessions distinct sessions (any of b, b-groups, b-expr, b-redis, b-assert); empty for none")
+	flag.IntVar(&o.rounds, "rounds", 5, "rounds; each runs every system once")
+	flag.DurationVar(&o.dur, "d", 10*time.Second, "duration of each wrk run, whole seconds")
+	flag.DurationVar(&o.warmup, "warmup", 2*time.Second, "a wrk run per system before the rounds, not counted, whole seconds; 0 for none")
+	flag.IntVar(&o.conns, "c", 32, "wrk connections")
+	flag.IntVar(&o.threads, "t", 2, "wrk threads")
+	flag.IntVar(&o.sessions, "sessions", 10_000, "distinct sessions sent in the memory phase; 0 skips it")
+	flag.StringVar(&o.o2pBin, "oauth2-proxy", "", "an oauth2-proxy binary to use instead of installing v7.15.6")
+	flag.BoolVar(&o.keep, "keep", false, "keep the temporary directory (binaries, configurations, logs)")
 	flag.Parse()
-	if err := run(*conc, *dur); err != nil {
+	var err error
+	if o.systems, err = pick(*systems, allSystems); err != nil {
+		log.Fatal(err)
+	}
+	if o.mem, err = pick(*mem, []string{"b", "b-groups", "b-expr", "b-redis", "b-assert"}); err != nil {
+		log.Fatal(err)
+	}
+	if o.rounds < 1 || o.conns < 1 || o.threads < 1 || o.threads > o.conns || o.dur < time.Second {
+		log.Fatal("want -rounds ≥ 1, -c ≥ 1, 1 ≤ -t ≤ -c and -d ≥ 1s (wrk counts whole seconds)")
+	}
+	if err := run(o); err != nil {
 		log.Fatal(err)
 	}
 }
 
-func run(conc int, dur time.Duration) error {
-	idpAddr, sitePort, plainPort := listenAddr(), port(), port()
-	issuer := "http://" + idpAddr + "/"
-	site := "http://127.0.0.1:" + sitePort
-	idp, err := devidp.New(devidp.Config{Issuer: issuer, Clients: []devidp.Client{{
-		ID: "load", Secret: "load-secret", RedirectURIs: []string{site + "/oauth2/callback"}}}})
+// pick checks a comma-separated list against known names, keeping the known order.
+func pick(list string, known []string) ([]string, error) {
+	var want []string
+	for _, s := range strings.Split(list, ",") {
+		if s = strings.TrimSpace(s); s == "" {
+			continue
+		}
+		if !slices.Contains(known, s) {
+			return nil, fmt.Errorf("unknown system %q (known: %s)", s, strings.Join(known, ", "))
+		}
+		want = append(want, s)
+	}
+	var out []string
+	for _, s := range known {
+		if slices.Contains(want, s) {
+			out = append(out, s)
+		}
+	}
+	return out, nil
+}
+
+func run(o options) error {
+	wrk, err := wrkPath()
 	if err != nil {
 		return err
 	}
-	idp.SetAutoLogin("alice", "")
-	go serve(idpAddr, idp)
-	upAddr := listenAddr()
-	go serve(upAddr, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		_, _ = io.WriteString(w, r.Header.Get("X-Forwarded-User"))
-	}))
+	printMachine(os.Stdout, wrk)
 
-	proxy := map[string]any{"handler": "reverse_proxy", "upstreams": []any{map[string]any{"dial": upAddr}}}
-	server := func(p string, handlers ...any) map[string]any {
-		return map[string]any{"listen": []string{"127.0.0.1:" + p}, "automatic_https": map[string]any{"disable": true},
-			"routes": []any{map[string]any{"handle": handlers}}}
-	}
-	cfg, _ := json.Marshal(map[string]any{
-		"admin":   map[string]any{"disabled": true},
-		"logging": map[string]any{"logs": map[string]any{"default": map[string]any{"level": "ERROR"}}},
-		"apps": map[string]any{"http": map[string]any{"servers": map[string]any{
-			"oidc": server(sitePort, map[string]any{
-				"handler": "oidc_auth", "issuer": issuer, "client_id": "load", "client_secret": "load-secret",
-				"session_secrets": []string{"load-test-secret-load-test-secret-0123"}, "cookie": map[string]any{"insecure": true},
-			}, proxy),
-			"plain": server(plainPort, proxy),
-		}}},
-	})
-	if err := caddy.Load(cfg, true); err != nil {
-		return err
-	}
-	defer caddy.Stop() //nolint:errcheck
-
-	jar, _ := cookiejar.New(nil)
-	login := &http.Client{Jar: jar}
-	req, _ := http.NewRequest(http.MethodGet, site+"/", nil)
-	req.Header.Set("Accept", "text/html")
-	resp, err := login.Do(req)
+	dir, err := os.MkdirTemp("", "oidc-load-")
 	if err != nil {
 		return err
 	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if string(body) != "auth0|alice" {
-		return fmt.Errorf("login failed: %d %q", resp.StatusCode, body)
+	procs := &processes{dir: dir}
+	cleanup := func() {
+		procs.stopAll()
+		if o.keep {
+			fmt.Printf("\nkept %s\n", dir)
+		} else {
+			os.RemoveAll(dir)
+		}
 	}
-	u, _ := url.Parse(site)
-	var cookie string
-	for _, c := range jar.Cookies(u) {
-		cookie += c.Name + "=" + c.Value + "; "
-	}
+	defer cleanup()
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		<-sig
+		cleanup()
+		os.Exit(130)
+	}()
 
-	fmt.Printf("%d clients, %s each, on %s\n\n", conc, dur, "loopback")
-	fmt.Printf("%-28s %10s %10s %10s %10s\n", "route", "req/s", "p50", "p99", "errors")
-	for _, r := range []struct{ name, url, cookie, want string }{
-		{"reverse_proxy only", "http://127.0.0.1:" + plainPort + "/", "", ""},
-		{"oidc_auth + reverse_proxy", site + "/", cookie, "auth0|alice"},
-	} {
-		s := load(r.url, r.cookie, r.want, conc, dur)
-		fmt.Printf("%-28s %10.0f %10s %10s %10d\n", r.name, s.rps, s.p50, s.p99, s.errors)
+	lab, err := setUp(o, procs)
+	if err != nil {
+		if errors.Is(err, errNothingToMeasure) {
+			fmt.Println(err)
+			return nil
+		}
+		return err
+	}
+	results, err := measure(o, wrk, lab)
+	if err != nil {
+		return err
+	}
+	printTable(os.Stdout, o, lab, results)
+	printMemory(os.Stdout, lab, "peak RSS after the rounds")
+	if o.sessions > 0 && len(o.mem) > 0 {
+		return memoryPhase(os.Stdout, o, lab)
 	}
 	return nil
-}
-
-type stats struct {
-	rps      float64
-	p50, p99 time.Duration
-	errors   int
-}
-
-func load(target, cookie, want string, conc int, dur time.Duration) stats {
-	tr := &http.Transport{MaxIdleConnsPerHost: conc}
-	client := &http.Client{Transport: tr}
-	var (
-		mu   sync.Mutex
-		lat  []time.Duration
-		errs int
-		wg   sync.WaitGroup
-	)
-	end := time.Now().Add(dur)
-	for range conc {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			var mine []time.Duration
-			bad := 0
-			for time.Now().Before(end) {
-				req, _ := http.NewRequest(http.MethodGet, target, nil)
-				if cookie != "" {
-					req.Header.Set("Cookie", cookie)
-				}
-				start := time.Now()
-				resp, err := client.Do(req)
-				if err != nil {
-					bad++
-					continue
-				}
-				b, _ := io.ReadAll(resp.Body)
-				resp.Body.Close()
-				mine = append(mine, time.Since(start))
-				if resp.StatusCode != 200 || string(b) != want {
-					bad++
-				}
-			}
-			mu.Lock()
-			lat = append(lat, mine...)
-			errs += bad
-			mu.Unlock()
-		}()
-	}
-	wg.Wait()
-	slices.Sort(lat)
-	if len(lat) == 0 {
-		return stats{errors: errs}
-	}
-	return stats{
-		rps:    float64(len(lat)) / dur.Seconds(),
-		p50:    lat[len(lat)/2].Round(time.Microsecond),
-		p99:    lat[len(lat)*99/100].Round(time.Microsecond),
-		errors: errs,
-	}
-}
-
-func serve(addr string, h http.Handler) {
-	if err := http.ListenAndServe(addr, h); err != nil {
-		log.Fatal(err)
-	}
-}
-
-func listenAddr() string { return "127.0.0.1:" + port() }
-
-func port() string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		log.Fatal(err)
-	}
-	defer l.Close()
-	_, p, _ := net.SplitHostPort(l.Addr().String())
-	return p
 }
