@@ -37,6 +37,7 @@ type system struct {
 	headers    []string // "Name: value", on every request
 	proc       *proc    // the process serving url: its Caddy, or oauth2-proxy for (d)
 	port       int
+	adminPort  int    // with -profile: its Caddy's admin endpoint, for /debug/pprof
 	module     bool   // an oidc_auth Caddy, signed in through
 	cookie     string // its own session cookie(s), for an oidc_auth Caddy
 }
@@ -118,6 +119,9 @@ func setUp(o options, procs *processes) (*lab, error) {
 
 	for _, name := range want {
 		s := &system{name: name, desc: descriptions[name], port: freePort()}
+		if o.profile != "" && name != "d" {
+			s.adminPort = freePort()
+		}
 		s.url = fmt.Sprintf("http://127.0.0.1:%d/", s.port)
 		s.module = strings.HasPrefix(name, "b")
 		l.systems = append(l.systems, s)
@@ -303,8 +307,12 @@ func caddyfile(l *lab, s *system, upstream string, o2pPort int, storage string) 
 	}
 	reverse_proxy %s`, l.issuer, clientID, clientSecret, sessionSecret, extra, upstream)
 	}
+	admin := "off"
+	if s.adminPort != 0 {
+		admin = fmt.Sprintf("127.0.0.1:%d", s.adminPort)
+	}
 	return fmt.Sprintf(`{
-	admin off
+	admin %s
 	auto_https off
 	persist_config off
 	storage file_system %s
@@ -317,7 +325,7 @@ http://:%d {
 	bind 127.0.0.1
 	%s
 }
-`, storage, s.port, site)
+`, admin, storage, s.port, site)
 }
 
 // check sends one request as wrk will and wants the upstream's answer.

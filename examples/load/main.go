@@ -79,6 +79,7 @@ type options struct {
 	sessions int
 	o2pBin   string
 	keep     bool
+	profile  string // a directory: each Caddy's CPU profile of its last run is written there
 }
 
 func main() {
@@ -95,6 +96,7 @@ func main() {
 	flag.IntVar(&o.sessions, "sessions", 10_000, "distinct sessions sent in the memory phase; 0 skips it")
 	flag.StringVar(&o.o2pBin, "oauth2-proxy", "", "an oauth2-proxy binary to use instead of installing v7.15.6")
 	flag.BoolVar(&o.keep, "keep", false, "keep the temporary directory (binaries, configurations, logs)")
+	flag.StringVar(&o.profile, "profile", "", "a directory: each Caddy runs its admin endpoint, and a CPU profile of its last run is written there as SYSTEM.pprof (go tool pprof -top DIR/b.pprof)")
 	flag.Parse()
 	var err error
 	if o.systems, err = pick(*systems, allSystems); err != nil {

@@ -3,7 +3,10 @@ package main
 import (
 	"fmt"
 	"io"
+	"net/http"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
@@ -67,9 +70,19 @@ func measure(o options, wrk string, l *lab) (map[string]*result, error) {
 		fmt.Printf("round %d/%d:", round+1, o.rounds)
 		for i := range n {
 			s := l.systems[(round+i)%n]
+			var profiled chan error
+			if o.profile != "" && s.adminPort != 0 && round == o.rounds-1 {
+				profiled = make(chan error, 1)
+				go func() { profiled <- cpuProfile(s, o.dur, o.profile) }()
+			}
 			run, err := runWrk(wrk, s, o.conns, o.threads, o.dur)
 			if err != nil {
 				return nil, err
+			}
+			if profiled != nil {
+				if err := <-profiled; err != nil {
+					fmt.Printf(" (profile of %s: %v)", s.name, err)
+				}
 			}
 			res := results[s.name]
 			res.runs = append(res.runs, run)
@@ -205,3 +218,30 @@ func printMemory(w io.Writer, l *lab, title string) {
 }
 
 func mb(kb int) float64 { return float64(kb) / 1024 }
+
+// cpuProfile writes dir/SYSTEM.pprof: the system's Caddy profiled while wrk loads it (the run
+// but its first and last half second).
+func cpuProfile(s *system, d time.Duration, dir string) error {
+	secs := max(int((d-time.Second).Seconds()), 1)
+	time.Sleep(500 * time.Millisecond)
+	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/debug/pprof/profile?seconds=%d", s.adminPort, secs))
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("pprof answered %s", resp.Status)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	f, err := os.Create(filepath.Join(dir, s.name+".pprof"))
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, resp.Body); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
