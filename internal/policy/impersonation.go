@@ -2,6 +2,7 @@ package policy
 
 import (
 	"context"
+	"maps"
 	"strings"
 
 	"cel.dev/cel-go/cel"
@@ -97,7 +98,8 @@ func (p *Impersonation) Decide(ctx context.Context, target *claims.Identity, req
 		return false, "target email unknown, so protect cannot be checked"
 	}
 	if p.expr != nil {
-		t := celClaims(target)
+		// A copy: id is added, and the identity's claims are never written.
+		t := maps.Clone(celClaims(target))
 		t["id"] = target.Subject
 		vars := map[string]any{
 			"impersonator": map[string]any{"id": imp.ID, "email": verifiedOnly(imp.Email, imp.EmailVerified),
