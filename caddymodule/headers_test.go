@@ -2,10 +2,12 @@ package caddymodule
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"reflect"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -409,10 +411,41 @@ func BenchmarkAuthenticatedRequest(b *testing.B) {
 	benchServeHTTP(b, h, "setup")
 }
 
+// BenchmarkAuthenticatedRequestThreeChunks is the authenticated path of a large session (many
+// groups), sealed over three cookies.
+func BenchmarkAuthenticatedRequestThreeChunks(b *testing.B) {
+	h := hotPathHandler(b)
+	s, _ := hotPathSession(h)
+	for i := range 230 {
+		s.Groups = append(s.Groups, fmt.Sprintf("group-%04d-of-a-large-directory", i))
+	}
+	s.Provider = h.provKey
+	sealed, until := h.sealSession(session.PurposeSession, s)
+	rec := httptest.NewRecorder()
+	if !h.jar.SetChunked(rec, httptest.NewRequest(http.MethodGet, "https://app.example.com/", nil), h.jar.Base, sealed, until) {
+		b.Fatal("the session does not fit in cookies")
+	}
+	var pairs []string
+	for _, c := range rec.Result().Cookies() {
+		if c.MaxAge >= 0 && c.Value != "" { // not the clearing of chunks it does not need
+			pairs = append(pairs, c.Name+"="+c.Value)
+		}
+	}
+	if len(pairs) != 3 {
+		b.Fatalf("%d cookies, want 3", len(pairs))
+	}
+	benchServeHTTPCookie(b, h, "", strings.Join(pairs, "; "))
+}
+
 // benchServeHTTP measures h's ServeHTTP on an authenticated request, and, when setup is not
 // empty, Caddy's request setup alone under that name.
 func benchServeHTTP(b *testing.B, h *Handler, setup string) {
 	_, cookie := hotPathSession(h)
+	benchServeHTTPCookie(b, h, setup, cookie)
+}
+
+// benchServeHTTPCookie is benchServeHTTP with the session's cookies given.
+func benchServeHTTPCookie(b *testing.B, h *Handler, setup, cookie string) {
 	cookieValue := "theme=dark; " + cookie + "; lang=en"
 	cookieHeader := []string{cookieValue}
 	base := httptest.NewRequest(http.MethodGet, "https://app.example.com/dashboard?tab=1", nil)

@@ -154,15 +154,28 @@ func ReadChunked(r *http.Request, name string) (string, bool) {
 	if v, ok := CookieValue(r, name); ok {
 		return v, true
 	}
-	var b strings.Builder
-	for i := 0; i < MaxChunks; i++ {
-		v, ok := CookieValue(r, name+"_"+strconv.Itoa(i))
+	var chunks [MaxChunks]string
+	n, size := 0, 0
+	for ; n < MaxChunks; n++ {
+		v, ok := CookieValue(r, name+"_"+strconv.Itoa(n))
 		if !ok {
 			break
 		}
+		chunks[n] = v
+		size += len(v)
+	}
+	switch n {
+	case 0:
+		return "", false
+	case 1:
+		return chunks[0], true
+	}
+	var b strings.Builder
+	b.Grow(size)
+	for _, v := range chunks[:n] {
 		b.WriteString(v)
 	}
-	return b.String(), b.Len() > 0
+	return b.String(), true
 }
 
 func HasCookie(r *http.Request, name string) bool {
