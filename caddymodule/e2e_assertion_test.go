@@ -311,7 +311,9 @@ func TestInstancesSharingStorageSignAlike(t *testing.T) {
 		}
 		h.clock.Advance(defaultAssertionLifetime)
 		rotated := h.assertionOf(h.login("alice"))
-		deadline := time.Now().Add(jwksFreshness + 5*time.Second)
+		// Published within jwksFreshness of a JWKS request, or, when that reload finds the
+		// instance busy reloading already, by its own reload (every keyReloadEvery).
+		deadline := time.Now().Add(keyReloadEvery + 5*time.Second)
 		for {
 			if _, err := h.tryAssertion(rotated, h.siteURL, other); err == nil {
 				return

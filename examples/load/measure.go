@@ -222,7 +222,7 @@ func mb(kb int) float64 { return float64(kb) / 1024 }
 // cpuProfile writes dir/SYSTEM.pprof: the system's Caddy profiled while wrk loads it (the run
 // but its first and last half second).
 func cpuProfile(s *system, d time.Duration, dir string) error {
-	secs := max(int((d-time.Second).Seconds()), 1)
+	secs := max(int((d - time.Second).Seconds()), 1)
 	time.Sleep(500 * time.Millisecond)
 	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/debug/pprof/profile?seconds=%d", s.adminPort, secs))
 	if err != nil {
