@@ -52,6 +52,11 @@ func (h *Handler) authorizeAs(r *http.Request, s *session.Session, id *claims.Id
 		d = decision{id: id}
 	}
 	d.refusal = h.decide(r, s, d.id, bearer)
+	if !h.needs.Request {
+		// The decision stands for every request of the session: the identity it was made on
+		// need not be kept (10,000 sessions would hold megabytes of claims for nothing).
+		d.id = nil
+	}
 	h.decisions.put(s.ID, d, s.Expires, now)
 	if d.refusal != nil {
 		return d.refusal

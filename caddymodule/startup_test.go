@@ -156,3 +156,25 @@ func TestAPathScopedHandlerWithItsOwnCallbackSignsIn(t *testing.T) {
 		t.Errorf("a callback the route matches was reported misrouted:\n%s", l)
 	}
 }
+
+// A provider that is down at start is reported with the cause, and Caddy starts anyway.
+func TestADiscoveryFailingAtStartIsReportedWithItsCause(t *testing.T) {
+	h, log := startWithLog(t, `
+	oidc_auth {
+		issuer http://127.0.0.1:1/
+		client_id $CLIENT_ID
+		client_secret $CLIENT_SECRET
+		session_secret $SECRET
+		cookie {
+			insecure
+		}
+	}
+	reverse_proxy $UPSTREAM`, nil)
+	l := waitForLog(t, log, "the provider's discovery failed at start")
+	if !strings.Contains(moduleWarnings(l), `"cause":"connection refused (127.0.0.1:1)"`) {
+		t.Errorf("the warning does not say why:\n%s", moduleWarnings(l))
+	}
+	if r := h.browse("/"); r.status != http.StatusBadGateway {
+		t.Errorf("Caddy runs and answers 502 while the provider is down: %d", r.status)
+	}
+}
