@@ -318,7 +318,8 @@ func TestInstancesSharingStorageSignAlike(t *testing.T) {
 			if _, err := h.tryAssertion(rotated, h.siteURL, other); err == nil {
 				return
 			} else if time.Now().After(deadline) {
-				t.Fatalf("the other instance never published the new key: %v", err)
+				t.Fatalf("the other instance never published the new key %s: %v (it publishes %v, this one %v)",
+					kidOf(t, rotated), err, h.publishedKids(other), h.publishedKids(h.siteURL))
 			}
 			time.Sleep(50 * time.Millisecond)
 		}

@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"bytes"
 	"net"
 	"net/http"
 	"net/url"
@@ -56,22 +57,34 @@ func (e *buildError) Error() string { return e.out }
 // secondInstance runs another Caddy process with the harness's site, configured by cfg, on a
 // port of its own, and returns its URL. Cookies are per host, not per port: the harness's
 // browser carries the same session to both.
+// lastLines is the last n lines of s.
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	return strings.Join(lines[max(len(lines)-n, 0):], "\n")
+}
+
 func (h *harness) secondInstance(cfg func(*Handler)) string {
 	t := h.t
 	bin := buildCaddy(t)
 	port := freePort(t)
 	hc := h.handlerConfig(cfg)
 	path := filepath.Join(t.TempDir(), "caddy.json")
-	if err := os.WriteFile(path, h.siteConfig(port, handlerJSON(t, "oidc_auth", &hc)), 0o600); err != nil {
+	conf := bytes.Replace(h.siteConfig(port, handlerJSON(t, "oidc_auth", &hc)), []byte(`"level":"ERROR"`), []byte(`"level":"WARN"`), 1)
+	if err := os.WriteFile(path, conf, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	cmd := exec.Command(bin, "run", "--config", path)
+	var logs bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &logs, &logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
 		_ = cmd.Process.Kill()
 		_ = cmd.Wait()
+		if t.Failed() {
+			t.Logf("the second Caddy's log:\n%s", lastLines(logs.String(), 40))
+		}
 	})
 	deadline := time.Now().Add(20 * time.Second)
 	for {

@@ -187,8 +187,10 @@ func (h *Handler) walk(routes caddyhttp.RouteList, req *http.Request, groups map
 		if r.Group != "" && groups[r.Group] {
 			continue
 		}
-		if len(r.MatcherSets) > 0 && !r.MatcherSets.AnyMatch(req) {
-			continue
+		if len(r.MatcherSets) > 0 {
+			if ok, err := r.MatcherSets.AnyMatchWithError(req); !ok || err != nil {
+				continue
+			}
 		}
 		if r.Group != "" {
 			groups[r.Group] = true
