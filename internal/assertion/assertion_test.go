@@ -309,3 +309,41 @@ func BenchmarkSign(b *testing.B) {
 		}
 	}
 }
+
+// Instances' clocks differ: a key made by one whose clock is behind the instance that made the
+// previous key is still the newest. The set keeps its own order, and a rotation never dates its
+// key before the newest one.
+func TestTheNewestKeyIsTheSetsNotTheClocks(t *testing.T) {
+	t.Parallel()
+	s := newSet(t)                               // made at t0 by one instance
+	r, err := s.Rotate(t0.Add(-3 * time.Second)) // rotated by another, 3 s behind
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Newest().Created.Before(s.Newest().Created) {
+		t.Errorf("the new key is dated %v, before the key it replaces (%v)", r.Newest().Created, s.Newest().Created)
+	}
+	b, err := r.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, err := Parse(b)
+	if err != nil {
+		t.Fatalf("a set rotated by a clock behind does not parse: %v", err)
+	}
+	if back.Newest().ID != r.Newest().ID {
+		t.Error("parsing changed which key is the newest")
+	}
+	// A stored set whose newest key is dated before an older one (written by an earlier
+	// version with clocks apart) keeps its order too.
+	var st storedSet
+	if err := json.Unmarshal(b, &st); err != nil {
+		t.Fatal(err)
+	}
+	st.Keys[0].Created = st.Keys[1].Created - 5
+	st.Keys[0].Active = st.Keys[0].Created
+	b, _ = json.Marshal(st)
+	if back, err := Parse(b); err != nil || back.Newest().ID != st.Keys[0].Kid {
+		t.Errorf("a newest key dated before an older one: %v", err)
+	}
+}

@@ -142,6 +142,9 @@ func (s *Set) RotationDue(now time.Time, every time.Duration) bool {
 // Rotate returns the set with a new key, published now and signing PublishAhead later, when
 // the newest key until then retires.
 func (s *Set) Rotate(now time.Time) (*Set, error) {
+	if newest := s.Newest(); newest != nil && now.Before(newest.Created) {
+		now = newest.Created // a clock behind the instance that made the newest key
+	}
 	k, err := NewKey(now)
 	if err != nil {
 		return nil, err
@@ -294,8 +297,9 @@ func Parse(b []byte) (*Set, error) {
 		}
 		s.keys = append(s.keys, k)
 	}
-	// Newest first, whatever order they were stored in; the current key is never retired.
-	slices.SortStableFunc(s.keys, func(a, b *Key) int { return b.Created.Compare(a.Created) })
+	// Newest first, as Rotate writes them. The order is the set's own, not the keys' times:
+	// instances' clocks differ, and a key made by one a second behind another is still the
+	// newer one. The newest key is never retired.
 	if !s.keys[0].Retired.IsZero() {
 		return nil, fmt.Errorf("%w: the newest key is retired", ErrMalformed)
 	}
