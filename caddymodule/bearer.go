@@ -109,9 +109,14 @@ func (h *Handler) serveBearer(w http.ResponseWriter, r *http.Request, next caddy
 	case !cred.present:
 		return h.answer(w, r, bearerMissing())
 	}
-	b, fresh, err := h.bearerSession(r, cred.raw)
+	b, key, fresh, err := h.bearerSession(r, cred.raw)
 	if err != nil {
 		return h.answer(w, r, err)
+	}
+	if h.store.Revoked(b.s.ID) {
+		// Its subject's sessions were revoked (admin API, back-channel logout) after the token
+		// was first used: it goes with them, on every instance.
+		return h.answer(w, r, bearerRefused(errInvalidToken, "revoked").about(entryFor(b.s)))
 	}
 	if err := h.authorizeAs(r, b.s, b.id, true); err != nil {
 		var rf *refusal
@@ -128,6 +133,12 @@ func (h *Handler) serveBearer(w http.ResponseWriter, r *http.Request, next caddy
 		return h.answer(w, r, &c)
 	}
 	if fresh {
+		// Registered as a session is, so that revoking its subject revokes the token too.
+		if err := h.store.Register(r.Context(), recordOf(b.s)); err != nil {
+			h.bearers.drop(key) // registered on a later request, or never accepted
+			return h.answer(w, r, refuse(errStoreUnavailable, evSessionRejected, "bearer token: store unavailable: "+
+				err.Error()).about(entryFor(b.s)).causedBy(err).asAPI())
+		}
 		ev := evLogin
 		if b.s.Impersonated {
 			ev = evImpersonationStarted
@@ -147,22 +158,22 @@ func bearerMissing() *refusal {
 
 // bearerSession returns the token's verified session: kept from an earlier request, or
 // verified now (fresh) and kept until the token expires.
-func (h *Handler) bearerSession(r *http.Request, raw string) (b *bearer, fresh bool, err error) {
+func (h *Handler) bearerSession(r *http.Request, raw string) (b *bearer, key string, fresh bool, err error) {
 	now := h.now()
-	key := raw
+	key = raw
 	if len(raw) > maxCachedBearer {
 		// A large token is kept by its whole digest, so the cache's memory stays bounded.
 		sum := sha256.Sum256([]byte(raw))
 		key = string(sum[:])
 	}
 	if b, ok := h.bearers.get(key, now); ok {
-		return b, false, nil
+		return b, key, false, nil
 	}
 	if b, err = h.verifyBearer(r, raw, now); err != nil {
-		return nil, false, err
+		return nil, key, false, err
 	}
 	h.bearers.put(key, b, b.s.Expires, now)
-	return b, true, nil
+	return b, key, true, nil
 }
 
 // verifyBearer checks a token as RFC 9068 and RFC 6750 ask and builds the session it stands

@@ -453,3 +453,24 @@ func TestABearerRequestCarriesTheAssertionWithItsActor(t *testing.T) {
 		t.Errorf("the assertion of a machine client's token: %+v", c)
 	}
 }
+
+// Revoking a subject's sessions revokes the bearer tokens of that subject already in use: each
+// is registered as a session at its first use.
+func TestRevokingASubjectRevokesItsBearerTokens(t *testing.T) {
+	h := newHarness(t, func(c *Handler) { c.Bearer = &BearerConfig{Audience: testAPI} }, nil)
+	alice, bob := h.mint(devidp.AccessTokenOptions{}), h.mint(devidp.AccessTokenOptions{Subject: "auth0|bob"})
+	for _, tok := range []string{alice, bob} {
+		if r := h.withBearer(tok); r.status != http.StatusOK {
+			t.Fatalf("%d %s", r.status, r.body)
+		}
+	}
+	revokeSubject(t, "auth0|alice")
+	r := h.withBearer(alice)
+	wantBearerRefused(t, h, r, http.StatusUnauthorized, "invalid_token")
+	if ev, ok := h.lastEvent(evSessionRejected); !ok || ev["reason"] != "bearer token: revoked" || ev["subject"] != "auth0|alice" {
+		t.Errorf("audit %v", ev)
+	}
+	if r := h.withBearer(bob); r.status != http.StatusOK {
+		t.Errorf("another subject's token after the revocation: %d", r.status)
+	}
+}
