@@ -45,7 +45,7 @@ func causeOf(err error) string {
 // 502 page, whose detail says why, and login_failed with the cause.
 func unreachable(err error) *refusal {
 	cause := causeOf(err)
-	return loginFailed(errUnreachable.withDetail("Discovery failed: "+cause+"."), "provider unreachable: "+cause).causedBy(err)
+	return loginFailed(errUnreachable.withDetail("Discovery failed: "+forPage(cause)+"."), "provider unreachable: "+cause).causedBy(err)
 }
 
 // discoveryCause says why discovery at issuer failed.
@@ -218,7 +218,7 @@ func isRuneStart(b byte) bool { return b&0xC0 != 0x80 }
 func exchangeFailed(err error) *refusal {
 	reason, page := withCause("code exchange failed", err), errUnreachable
 	if c := transportCause(err); c != "" {
-		page = errUnreachable.withDetail("The code exchange failed: " + c + ".")
+		page = errUnreachable.withDetail("The code exchange failed: " + forPage(c) + ".")
 	} else {
 		var re *oauth2.RetrieveError
 		if errors.As(err, &re) && re.Response != nil {
@@ -226,6 +226,20 @@ func exchangeFailed(err error) *refusal {
 		}
 	}
 	return loginFailed(page, reason).causedBy(err)
+}
+
+// forPage is a cause as anyone may read it on a page: without the addresses and host names of
+// the network between Caddy and the provider, which the log and the audit reason keep.
+func forPage(cause string) string {
+	switch {
+	case strings.HasPrefix(cause, "connection refused"):
+		return "connection refused"
+	case strings.HasPrefix(cause, "DNS failure"):
+		return "DNS failure: the provider's host name does not resolve"
+	case strings.HasPrefix(cause, "network error"):
+		return "network error"
+	}
+	return cause
 }
 
 // withCause appends to reason the transport cause of err, when it has one.

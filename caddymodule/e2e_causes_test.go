@@ -117,7 +117,12 @@ func TestTheUnreachablePageSaysWhatFailed(t *testing.T) {
 			cause := strings.NewReplacer("$BARE", strings.TrimSuffix(h.idpURL, "/"), "$ISSUER", h.idpURL,
 				"$PORT", port).Replace(tc.cause)
 			res := h.browse("/")
-			wantPage(t, res, http.StatusBadGateway, "The identity provider is unreachable right now.", "Discovery failed: "+cause+".")
+			// The page names the cause without the network's addresses and host names; the
+			// audit reason and the log keep them.
+			wantPage(t, res, http.StatusBadGateway, "The identity provider is unreachable right now.", "Discovery failed: "+forPage(cause)+".")
+			if public := forPage(cause); public != cause && strings.Contains(res.body, cause) {
+				t.Errorf("the page shows the provider's address: %q", cause)
+			}
 			h.wantReason(evLoginFailed, "provider unreachable: "+cause)
 			found := false
 			for _, e := range logs.FilterMessage("provider discovery failed").All() {

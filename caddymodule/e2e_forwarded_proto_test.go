@@ -81,8 +81,8 @@ func TestForwardedProto(t *testing.T) {
 		scheme  string   // of the URLs the provider is sent
 	}{
 		{"a trusted proxy's X-Forwarded-Proto https is honoured", []string{"127.0.0.1/32"}, []string{"https"}, "https"},
-		{"a trusted proxy's first value counts", []string{"127.0.0.1/32"}, []string{"HTTPS, http"}, "https"},
-		{"a trusted proxy's first header line counts", []string{"127.0.0.1/32"}, []string{"https", "http"}, "https"},
+		{"the last value counts: the one the trusted proxy appended, not the client's", []string{"127.0.0.1/32"}, []string{"http, HTTPS"}, "https"},
+		{"the last header line counts, as Caddy's reverse_proxy reads it", []string{"127.0.0.1/32"}, []string{"http", "https"}, "https"},
 		{"a trusted proxy's value other than http or https is ignored", []string{"127.0.0.1/32"}, []string{"wss"}, "http"},
 		{"an untrusted peer's X-Forwarded-Proto is ignored", []string{"10.0.0.0/8"}, []string{"https"}, "http"},
 		{"without trusted_proxies X-Forwarded-Proto is ignored", nil, []string{"https"}, "http"},

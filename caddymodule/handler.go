@@ -264,14 +264,21 @@ func (h *Handler) absoluteURL(r *http.Request, path string) string {
 	return requestScheme(r) + "://" + r.Host + path
 }
 
-// requestScheme is the scheme the browser used: X-Forwarded-Proto (its first value, http or
-// https) when the peer is one of the server's trusted_proxies, so that a proxy in front that
+// requestScheme is the scheme the browser used: X-Forwarded-Proto (its last value, http or
+// https: the one the trusted proxy appended, as Caddy's reverse_proxy reads it) when the peer
+// is one of the server's trusted_proxies, so that a proxy in front that
 // ends TLS is seen through; otherwise the connection's own. An untrusted peer's header is
 // anyone's to send and is ignored.
 func requestScheme(r *http.Request) string {
 	if trusted, _ := caddyhttp.GetVar(r.Context(), caddyhttp.TrustedProxyVarKey).(bool); trusted {
-		first, _, _ := strings.Cut(r.Header.Get("X-Forwarded-Proto"), ",")
-		switch p := strings.ToLower(strings.TrimSpace(first)); p {
+		var last string
+		if v := r.Header.Values("X-Forwarded-Proto"); len(v) > 0 {
+			last = v[len(v)-1]
+			if i := strings.LastIndexByte(last, ','); i >= 0 {
+				last = last[i+1:]
+			}
+		}
+		switch p := strings.ToLower(strings.TrimSpace(last)); p {
 		case "http", "https":
 			return p
 		}

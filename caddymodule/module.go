@@ -122,7 +122,6 @@ type Handler struct {
 	ownStore       *MemoryStore // the default store, when no store module is configured
 	choices        []*Handler   // with several providers: one handler each (chooser.go)
 	parent         *Handler     // the handler of several providers this one is a choice of
-	routes         *routing     // whether the callback reaches this handler, per host (startup.go)
 	providerName   string       // the name of the provider taken from the oidc_auth app, if any
 	// per-client budgets of callbacks that reach the provider (limiter.go)
 	unsolicitedLimit, failureLimit *callbackLimiter
@@ -280,7 +279,6 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		audience: h.Audience, scopes: h.Scopes, clientAuth: clientAuth, clientKey: clientKey, now: clock, logger: h.logger,
 		metrics: h.metrics})
 	h.unsolicitedLimit, h.failureLimit = newCallbackLimiter(), newCallbackLimiter()
-	h.routes = new(routing)
 	h.reportAtStart(ctx)
 	return nil
 }

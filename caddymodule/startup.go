@@ -3,9 +3,9 @@ package caddymodule
 import (
 	"context"
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -86,7 +86,12 @@ func (h *Handler) checkRoutingAtStart(ctx caddy.Context, logger *zap.Logger) {
 		if !ok {
 			continue
 		}
-		if !h.callbackReaches(srv, host) {
+		if !decidedByHostAndPath(srv.Routes) {
+			// An IP allow-list, a protocol or a header matcher: only a real browser's request
+			// tells; each sign-in is checked as it starts.
+			logger.Info("the callback's routing depends on more than host and path: checked at each sign-in",
+				zap.String("callback", h.callbackPath))
+		} else if !h.callbackReaches(srv, host) {
 			logger.Error(h.misroutedCallback(host))
 		} else {
 			logger.Info("the callback reaches this handler", zap.String("callback", h.callbackPath), zap.String("host", host))
@@ -150,6 +155,28 @@ func hostOf(chain []*caddyhttp.Route) string {
 	return ""
 }
 
+// decidedByHostAndPath reports whether every matcher of the routes (and their subroutes) reads
+// only the host and the path, so that a request made up at start routes as a browser's would.
+func decidedByHostAndPath(routes caddyhttp.RouteList) bool {
+	for i := range routes {
+		for _, set := range routes[i].MatcherSets {
+			for _, m := range set {
+				switch m.(type) {
+				case *caddyhttp.MatchHost, *caddyhttp.MatchPath, caddyhttp.MatchHost, caddyhttp.MatchPath:
+				default:
+					return false
+				}
+			}
+		}
+		for _, mh := range routes[i].Handlers {
+			if sub, ok := mh.(*caddyhttp.Subroute); ok && !decidedByHostAndPath(sub.Routes) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
 // owner is the handler that sits in the route: h, or the handler of several providers h is
 // one of.
 func (h *Handler) owner() *Handler {
@@ -163,20 +190,26 @@ func (h *Handler) owner() *Handler {
 // the server's routes as Caddy would: matchers, groups (one route of a group), subroutes, and
 // the handlers that answer a request themselves.
 func (h *Handler) callbackReaches(srv *caddyhttp.Server, host string) bool {
-	req := browserRequest(srv, host, h.callbackPath)
-	reached, _ := h.walk(srv.Routes, req, map[string]bool{})
+	reached, _ := h.walk(srv.Routes, browserRequest(srv, host, h.callbackPath, nil), map[string]bool{})
 	return reached
 }
 
-// browserRequest is a request as a browser sends it to path on host, as srv would see it.
-func browserRequest(srv *caddyhttp.Server, host, path string) *http.Request {
-	if host == "" {
-		host = "localhost"
+// browserRequest is a request for path as a browser sends it: from like's browser (its
+// address, connection, Host and headers) when given, else a plain one to host, as srv would
+// see it. The Host is set, never parsed: a client chooses it.
+func browserRequest(srv *caddyhttp.Server, host, path string, like *http.Request) *http.Request {
+	r := &http.Request{Method: http.MethodGet, URL: &url.URL{Scheme: "http", Host: "localhost", Path: path},
+		Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1, Header: http.Header{"Accept": {"text/html"}},
+		Host: host, RemoteAddr: "127.0.0.1:1"}
+	if like != nil {
+		r.Host, r.RemoteAddr, r.TLS = like.Host, like.RemoteAddr, like.TLS
+		r.Proto, r.ProtoMajor, r.ProtoMinor = like.Proto, like.ProtoMajor, like.ProtoMinor
+		r.Header = like.Header.Clone()
 	}
-	r, _ := http.NewRequest(http.MethodGet, "http://"+host+path, nil)
-	r.Header.Set("Accept", "text/html")
-	r.RemoteAddr = "127.0.0.1:1"
-	return caddyhttp.PrepareRequest(r, caddy.NewReplacer(), nil, srv)
+	if r.Host == "" {
+		r.Host = "localhost"
+	}
+	return caddyhttp.PrepareRequest(r.WithContext(context.Background()), caddy.NewReplacer(), nil, srv)
 }
 
 // walk runs routes for req: reached says h would serve it; answered that a handler before h
@@ -241,37 +274,18 @@ func (h *Handler) misroutedCallback(host string) string {
 		"where every path reaches it"
 }
 
-// routing remembers, per host, whether the callback reaches the handler: asked before every
-// sign-in is started, answered once per host.
-type routing struct {
-	mu    sync.Mutex
-	hosts map[string]bool
-}
-
-const maxRoutingHosts = 256
-
-// callbackRouted reports whether a browser sent to the callback on r's host would reach h. A
-// request without the server in its context (unit tests) is taken as routed.
+// callbackRouted reports whether a browser sent to the callback, as this request's browser
+// (its address, connection, Host and headers, which route matchers may read), would reach h.
+// It is asked before a sign-in is started, never on the authenticated path. A request
+// without the server in its context (unit tests) is taken as routed.
 func (h *Handler) callbackRouted(r *http.Request) bool {
 	srv, ok := r.Context().Value(caddyhttp.ServerCtxKey).(*caddyhttp.Server)
-	if !ok || srv == nil || h.routes == nil {
+	if !ok || srv == nil {
 		return true
 	}
-	host := r.Host
-	h.routes.mu.Lock()
-	defer h.routes.mu.Unlock()
-	if ok, known := h.routes.hosts[host]; known {
-		return ok
+	reached, _ := h.walk(srv.Routes, browserRequest(srv, "", h.callbackPath, r), map[string]bool{})
+	if !reached {
+		h.logger.Error(h.misroutedCallback(r.Host))
 	}
-	ok = h.callbackReaches(srv, host)
-	if !ok {
-		h.logger.Error(h.misroutedCallback(host))
-	}
-	if h.routes.hosts == nil {
-		h.routes.hosts = map[string]bool{}
-	}
-	if len(h.routes.hosts) < maxRoutingHosts {
-		h.routes.hosts[host] = ok
-	}
-	return ok
+	return reached
 }

@@ -143,6 +143,7 @@ func (s *Sealer) open(purpose Purpose, value string, now time.Time, checkExpiry 
 		*bp = make([]byte, need)
 	}
 	buf := (*bp)[:need]
+	defer clear(buf) // the plaintext (tokens) does not linger in the pool
 	src := buf[size+adLen:]
 	copy(src, value)
 	n, err := base64.RawURLEncoding.Decode(buf[:size], src)
