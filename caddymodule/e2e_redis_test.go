@@ -322,3 +322,29 @@ func startRedisCluster(t testing.TB) string {
 	}
 	return "redis://" + nodes[0] + "?addr=" + nodes[1] + "&addr=" + nodes[2]
 }
+
+// A bearer token is registered in the store at its first use, so that revoking its subject
+// reaches it: while Redis is down a new token is refused (503, fail closed, tried again on the
+// next request), and a token already in use goes on.
+func TestRedisDownRefusesNewBearerTokensAndKeepsThoseInUse(t *testing.T) {
+	addr, stop := startRedis(t)
+	h := newHarness(t, withRedis(addr, func(c *Handler) { c.Bearer = &BearerConfig{Audience: testAPI} }), nil)
+	inUse := h.mint(devidp.AccessTokenOptions{})
+	if r := h.withBearer(inUse); r.status != http.StatusOK {
+		t.Fatalf("%d %s", r.status, r.body)
+	}
+	stop()
+	if r := h.withBearer(inUse); r.status != http.StatusOK {
+		t.Errorf("a token in use while Redis is down: %d", r.status)
+	}
+	r := h.withBearer(h.mint(devidp.AccessTokenOptions{Subject: "auth0|bob"}))
+	if r.status != http.StatusServiceUnavailable || !strings.Contains(r.body, `"store_unavailable"`) {
+		t.Fatalf("a new token while Redis is down: %d %s, want 503 JSON", r.status, r.body)
+	}
+	if _, reached := r.echo(); reached {
+		t.Error("the unregistered token reached the app")
+	}
+	if ev, _ := h.lastEvent(evSessionRejected); !strings.HasPrefix(fmt.Sprint(ev["reason"]), "bearer token: store unavailable") {
+		t.Errorf("audit %v", ev)
+	}
+}
