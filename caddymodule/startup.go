@@ -283,6 +283,11 @@ func (h *Handler) callbackRouted(r *http.Request) bool {
 	if !ok || srv == nil {
 		return true
 	}
+	if _, found := h.routeChain(srv.Routes, nil); !found {
+		// Reached through something the walk does not follow (a named route's invoke, a
+		// plugin's own routes): it cannot tell, so it does not refuse.
+		return true
+	}
 	reached, _ := h.walk(srv.Routes, browserRequest(srv, "", h.callbackPath, r), map[string]bool{})
 	if !reached {
 		h.logger.Error(h.misroutedCallback(r.Host))

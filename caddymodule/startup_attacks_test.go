@@ -2,11 +2,15 @@ package caddymodule
 
 import (
 	"bufio"
+	"context"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 )
 
 // rawGet sends one HTTP/1.1 GET with the Host header exactly as given and returns the status
@@ -73,5 +77,27 @@ func TestAnIPAllowListInFrontDoesNotRefuseEverySignIn(t *testing.T) {
 	resp.Body.Close()
 	if loc := resp.Header.Get("Location"); resp.StatusCode != http.StatusFound || !strings.HasPrefix(loc, h.idpURL) {
 		t.Fatalf("a navigation from the office: %d to %q, want a redirect to the provider", resp.StatusCode, loc)
+	}
+}
+
+// A handler the walk cannot find in the server's routes (reached through a named route's
+// invoke, or a plugin's own routes) cannot be judged: its sign-ins are not refused.
+func TestAHandlerOutsideTheWalkedRoutesIsNotRefused(t *testing.T) {
+	t.Parallel()
+	h := hotPathHandler(t)
+	h.callbackPath = "/oauth2/callback"
+	srv := &caddyhttp.Server{Routes: caddyhttp.RouteList{{Handlers: []caddyhttp.MiddlewareHandler{&caddyhttp.StaticResponse{}}}}}
+	r := httptest.NewRequest(http.MethodGet, "https://app.example.com/page", nil)
+	r = r.WithContext(context.WithValue(r.Context(), caddyhttp.ServerCtxKey, srv))
+	if !h.callbackRouted(r) {
+		t.Error("a handler the walk cannot find was judged misrouted")
+	}
+	// Found, and not reached: refused.
+	srv.Routes = caddyhttp.RouteList{
+		{Handlers: []caddyhttp.MiddlewareHandler{&caddyhttp.StaticResponse{}}},
+		{Handlers: []caddyhttp.MiddlewareHandler{h}},
+	}
+	if h.callbackRouted(r) {
+		t.Error("a callback answered by the route before the handler was judged routed")
 	}
 }
