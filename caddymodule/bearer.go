@@ -103,25 +103,36 @@ func isBearerScheme(v string) bool {
 // serveBearer authenticates a request by its bearer token, authorizes it as a session would
 // be, and sends it on. It never redirects.
 func (h *Handler) serveBearer(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, cred bearerOffer) error {
+	s, err := h.bearerAdmitted(r, cred)
+	if err != nil {
+		return h.answer(w, r, err)
+	}
+	return h.pass(w, r, next, s)
+}
+
+// bearerAdmitted is the session of the request's bearer token when it is good and admitted
+// here: verified (or kept from an earlier request), not revoked, authorized, and — at its
+// first use — registered and audited.
+func (h *Handler) bearerAdmitted(r *http.Request, cred bearerOffer) (*session.Session, error) {
 	switch {
 	case cred.bad != nil:
-		return h.answer(w, r, cred.bad)
+		return nil, cred.bad
 	case !cred.present:
-		return h.answer(w, r, bearerMissing())
+		return nil, bearerMissing()
 	}
 	b, key, fresh, err := h.bearerSession(r, cred.raw)
 	if err != nil {
-		return h.answer(w, r, err)
+		return nil, err
 	}
 	if h.store.Revoked(b.s.ID) {
 		// Its subject's sessions were revoked (admin API, back-channel logout) after the token
 		// was first used: it goes with them, on every instance.
-		return h.answer(w, r, bearerRefused(errInvalidToken, "revoked").about(entryFor(b.s)))
+		return nil, bearerRefused(errInvalidToken, "revoked").about(entryFor(b.s))
 	}
 	if err := h.authorizeAs(r, b.s, b.id, true); err != nil {
 		var rf *refusal
 		if !errors.As(err, &rf) {
-			return h.answer(w, r, err)
+			return nil, err
 		}
 		c := *rf // the decision cache shares rf with concurrent requests
 		c.api = true
@@ -130,14 +141,14 @@ func (h *Handler) serveBearer(w http.ResponseWriter, r *http.Request, next caddy
 			// as such.
 			c.event = evImpersonationDenied
 		}
-		return h.answer(w, r, &c)
+		return nil, &c
 	}
 	if fresh {
 		// Registered as a session is, so that revoking its subject revokes the token too.
 		if err := h.store.Register(r.Context(), recordOf(b.s)); err != nil {
 			h.bearers.drop(key) // registered on a later request, or never accepted
-			return h.answer(w, r, refuse(errStoreUnavailable, evSessionRejected, "bearer token: store unavailable: "+
-				err.Error()).about(entryFor(b.s)).causedBy(err).asAPI())
+			return nil, refuse(errStoreUnavailable, evSessionRejected, "bearer token: store unavailable: "+
+				err.Error()).about(entryFor(b.s)).causedBy(err).asAPI()
 		}
 		ev := evLogin
 		if b.s.Impersonated {
@@ -145,7 +156,7 @@ func (h *Handler) serveBearer(w http.ResponseWriter, r *http.Request, next caddy
 		}
 		h.event(ev, r, entryFor(b.s).because("bearer token"))
 	}
-	return h.pass(w, r, next, b.s)
+	return b.s, nil
 }
 
 // bearerMissing answers a request that offers no token where one is required: 401 with the

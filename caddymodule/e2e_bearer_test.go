@@ -474,3 +474,23 @@ func TestRevokingASubjectRevokesItsBearerTokens(t *testing.T) {
 		t.Errorf("another subject's token after the revocation: %d", r.status)
 	}
 }
+
+// An API client asks who it is at the userinfo endpoint with its token, as a browser does with
+// its session: the same checks, the same answer.
+func TestUserinfoAnswersForABearerToken(t *testing.T) {
+	h := bearerHarness(t, func(c *Handler) {
+		c.Impersonation = &ImpersonationConfig{Impersonators: []string{"auth0|admin"}}
+	})
+	r := h.api(http.MethodGet, "/oauth2/userinfo", "Authorization", "Bearer "+h.mint(devidp.AccessTokenOptions{
+		Act: &devidp.Actor{Sub: "auth0|admin"}, Claims: map[string]any{"email": "alice@example.com", "email_verified": true}}))
+	var info userinfo
+	if err := json.Unmarshal([]byte(r.body), &info); err != nil || r.status != http.StatusOK {
+		t.Fatalf("%d %s", r.status, r.body)
+	}
+	if info.Sub != "auth0|alice" || info.Email != "alice@example.com" || !info.Impersonated || info.Impersonator == nil ||
+		info.Impersonator.ID != "auth0|admin" || info.TokenAudience != testAPI {
+		t.Errorf("userinfo %+v", info)
+	}
+	wantBearerRefused(t, h, h.api(http.MethodGet, "/oauth2/userinfo", "Authorization", "Bearer not-a-token"),
+		http.StatusUnauthorized, "invalid_token")
+}

@@ -32,13 +32,17 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		r.Body = &trailerGuard{ReadCloser: r.Body, trailer: r.Trailer, plan: &h.headers}
 	}
 
+	bearerRoute := h.Bearer != nil && (cred.present || h.Bearer.Only)
 	if rest, ok := strings.CutPrefix(r.URL.Path, h.prefix); ok {
+		if rest == "userinfo" && bearerRoute {
+			return h.answer(w, r, h.serveBearerUserinfo(w, r, cred))
+		}
 		if serve := h.endpoint(rest); serve != nil {
 			return h.answer(w, r, serve(w, r))
 		}
 	}
 
-	if h.Bearer != nil && (cred.present || h.Bearer.Only) {
+	if bearerRoute {
 		return h.serveBearer(w, r, next, cred)
 	}
 	s := h.currentSession(w, r)
@@ -213,6 +217,26 @@ func (h *Handler) serveUserinfo(w http.ResponseWriter, r *http.Request) error {
 	if err := h.authorize(r, s); err != nil {
 		return err
 	}
+	writeJSON(w, http.StatusOK, userinfoOf(s))
+	return nil
+}
+
+// serveBearerUserinfo answers the identity of the request's bearer token, as the userinfo of
+// a session: what the application would be told.
+func (h *Handler) serveBearerUserinfo(w http.ResponseWriter, r *http.Request, cred bearerOffer) error {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		return refuse(errMethod, "", "")
+	}
+	s, err := h.bearerAdmitted(r, cred)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, userinfoOf(s))
+	return nil
+}
+
+// userinfoOf is the userinfo JSON of a session.
+func userinfoOf(s *session.Session) userinfo {
 	info := userinfo{
 		Sub:               s.Subject,
 		Email:             s.Email,
@@ -237,8 +261,7 @@ func (h *Handler) serveUserinfo(w http.ResponseWriter, r *http.Request) error {
 			info.Claims[kv.Name] = kv.Value
 		}
 	}
-	writeJSON(w, http.StatusOK, info)
-	return nil
+	return info
 }
 
 // startURL is the module's start endpoint returning to rd.
