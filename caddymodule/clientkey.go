@@ -22,6 +22,8 @@ import (
 	"os"
 	"strings"
 	"time"
+
+	"github.com/relyingparty/caddy-oidc-auth/internal/jwk"
 )
 
 // Client authentication with private_key_jwt (RFC 7523, OpenID Connect Core §9): every call
@@ -125,7 +127,7 @@ func newClientKey(key any) (*clientKey, error) {
 		return nil, fmt.Errorf("an unsupported key type (%s); want RSA (%d bits or more) or EC P-256", keyKind(key), minRSABits)
 	}
 	var err error
-	if k.kid, err = thumbprint(k.signer.Public()); err != nil {
+	if k.kid, err = jwk.Thumbprint(k.signer.Public()); err != nil {
 		return nil, err
 	}
 	return k, nil
@@ -141,40 +143,6 @@ func keyKind(key any) string {
 }
 
 var b64 = base64.RawURLEncoding
-
-// thumbprint is the RFC 7638 JWK thumbprint of an RSA or P-256 public key: SHA-256 of the
-// required members in lexicographic order, without whitespace, base64url-encoded.
-func thumbprint(pub crypto.PublicKey) (string, error) {
-	var members any
-	switch pub := pub.(type) {
-	case *rsa.PublicKey:
-		members = struct {
-			E   string `json:"e"`
-			Kty string `json:"kty"`
-			N   string `json:"n"`
-		}{b64.EncodeToString(big.NewInt(int64(pub.E)).Bytes()), "RSA", b64.EncodeToString(pub.N.Bytes())}
-	case *ecdsa.PublicKey:
-		point, err := pub.Bytes() // 0x04 || x || y, each 32 bytes on P-256
-		if err != nil || len(point) != 65 {
-			return "", errors.New("the EC public key does not encode")
-		}
-		members = struct {
-			Crv string `json:"crv"`
-			Kty string `json:"kty"`
-			X   string `json:"x"`
-			Y   string `json:"y"`
-		}{"P-256", "EC", b64.EncodeToString(point[1:33]), b64.EncodeToString(point[33:])}
-	default:
-		return "", fmt.Errorf("no thumbprint for a %T", pub)
-	}
-	// encoding/json writes struct fields in order and without whitespace.
-	b, err := json.Marshal(members)
-	if err != nil {
-		return "", err
-	}
-	sum := sha256.Sum256(b)
-	return b64.EncodeToString(sum[:]), nil
-}
 
 // assertion is a client assertion for clientID at audience, valid from now for assertionTTL,
 // with a fresh jti so the provider can refuse a replay.

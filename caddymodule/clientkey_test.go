@@ -12,7 +12,6 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
-	"fmt"
 	"io"
 	"math/big"
 	"net/http"
@@ -23,6 +22,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/relyingparty/caddy-oidc-auth/internal/jwk"
 )
 
 // Test keys are made once: RSA key generation is slow.
@@ -125,7 +126,7 @@ func TestClientKeysLoad(t *testing.T) {
 			if k.alg != tc.alg {
 				t.Errorf("alg %s, want %s", k.alg, tc.alg)
 			}
-			want, _ := thumbprint(k.signer.Public())
+			want, _ := jwk.Thumbprint(k.signer.Public())
 			if k.kid != want || k.kid == "" {
 				t.Errorf("kid %q is not the key's thumbprint %q", k.kid, want)
 			}
@@ -143,31 +144,6 @@ func TestClientKeysLoad(t *testing.T) {
 		_, err := loadClientKey(writeKeyFile(t, bytes.Repeat([]byte("A"), maxClientKeyFile+1)))
 		if err == nil || err.Error() != "too large for a PEM private key" {
 			t.Fatalf("error = %v", err)
-		}
-	})
-}
-
-func TestThumbprintsFollowRFC7638(t *testing.T) {
-	t.Parallel()
-	t.Run("the RFC's own RSA example gives its thumbprint", func(t *testing.T) {
-		// RFC 7638 §3.1.
-		n, err := b64.DecodeString("0vx7agoebGcQSuuPiLJXZptN9nndrQmbXEps2aiAFbWhM78LhWx4cbbfAAtVT86zwu1RK7aPFFxuhDR1L6tSoc_BJECPebWKRXjBZCiFV4n3oknjhMstn64tZ_2W-5JsGY4Hc5n9yBXArwl93lqt7_RN5w6Cf0h4QyQ5v-65YGjQR0_FDW2QvzqY368QQMicAtaSqzs8KJZgnYb9c7d0zgdAZHzu6qMQvRL5hajrn1n91CbOpbISD08qNLyrdkt-bFTWhAI4vMQFh6WeZu0fM4lFd2NcRwr3XPksINHaQ-G_xBniIqbw0Ls1jF44-csFCur-kEgU8awapJzKnqDKgw")
-		if err != nil {
-			t.Fatal(err)
-		}
-		got, err := thumbprint(&rsa.PublicKey{N: new(big.Int).SetBytes(n), E: 65537})
-		if err != nil || got != "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs" {
-			t.Fatalf("thumbprint = %q, %v", got, err)
-		}
-	})
-	t.Run("a P-256 key hashes crv, kty, x and y in that order", func(t *testing.T) {
-		pub := &testECKey().PublicKey
-		point, _ := pub.Bytes()
-		canonical := fmt.Sprintf(`{"crv":"P-256","kty":"EC","x":"%s","y":"%s"}`, b64.EncodeToString(point[1:33]), b64.EncodeToString(point[33:]))
-		sum := sha256.Sum256([]byte(canonical))
-		got, err := thumbprint(pub)
-		if err != nil || got != b64.EncodeToString(sum[:]) {
-			t.Fatalf("thumbprint = %q, %v; want the SHA-256 of %s", got, err, canonical)
 		}
 	})
 }
@@ -226,7 +202,7 @@ func TestClientAssertions(t *testing.T) {
 				t.Fatal(err)
 			}
 			header, claims := decodeAssertion(t, jwt, tc.key.Public())
-			kid, _ := thumbprint(tc.key.Public())
+			kid, _ := jwk.Thumbprint(tc.key.Public())
 			if header["alg"] != tc.alg || header["kid"] != kid || header["typ"] != "JWT" || len(header) != 3 {
 				t.Errorf("header %v, want alg %s, kid %s, typ JWT", header, tc.alg, kid)
 			}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/relyingparty/caddy-oidc-auth/internal/devidp"
+	"github.com/relyingparty/caddy-oidc-auth/internal/jwk"
 )
 
 // private_key_jwt through real Caddy: the provider's client has public keys and no secret, so
@@ -41,7 +42,7 @@ func (h *harness) checkAssertions(pub crypto.PublicKey) []string {
 	h.t.Helper()
 	var grants []string
 	jtis := map[any]bool{}
-	kid, _ := thumbprint(pub)
+	kid, _ := jwk.Thumbprint(pub)
 	for _, r := range h.tokenRequests.all() {
 		grants = append(grants, r.form.Get("grant_type"))
 		if r.basic || r.form.Has("client_secret") || r.form.Get("client_id") != testClientID ||

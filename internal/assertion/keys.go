@@ -8,13 +8,14 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
-	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
 	"time"
+
+	"github.com/relyingparty/caddy-oidc-auth/internal/jwk"
 )
 
 const (
@@ -63,16 +64,11 @@ func newKey(priv *ecdsa.PrivateKey, created, active, retired time.Time) (*Key, e
 	k := &Key{Created: created, Active: active, Retired: retired, private: priv,
 		x: base64.RawURLEncoding.EncodeToString(pub[1:33]),
 		y: base64.RawURLEncoding.EncodeToString(pub[33:])}
-	k.ID = thumbprint(k.x, k.y)
+	if k.ID, err = jwk.Thumbprint(&priv.PublicKey); err != nil {
+		return nil, err
+	}
 	k.header = base64.RawURLEncoding.EncodeToString([]byte(`{"alg":"ES256","kid":"` + k.ID + `","typ":"JWT"}`))
 	return k, nil
-}
-
-// thumbprint is the RFC 7638 thumbprint of a P-256 public key: the SHA-256 of its required
-// members, in lexicographic order, without whitespace.
-func thumbprint(x, y string) string {
-	sum := sha256.Sum256([]byte(`{"crv":"P-256","kty":"EC","x":"` + x + `","y":"` + y + `"}`))
-	return base64.RawURLEncoding.EncodeToString(sum[:])
 }
 
 // Public is the key's public half.
