@@ -2,12 +2,10 @@ package caddymodule
 
 import (
 	"context"
-	"net/http"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
-	"github.com/coreos/go-oidc/v3/oidc"
 	"go.uber.org/zap"
 )
 
@@ -43,28 +41,21 @@ func (h *Handler) reportAtStart(ctx caddy.Context) {
 	go h.checkRoutingAtStart(ctx, h.logger)
 }
 
-// discoverAtStart asks the provider once, with a client of its own, and logs what it found or
-// why it failed. It keeps nothing: requests discover on demand, so a provider that changes or
-// goes down after the start is seen by them.
+// discoverAtStart asks the provider once, as a provider of its own (its own client, nothing
+// shared with requests), and logs what it found or why it failed. It keeps nothing: requests
+// discover on demand, so a provider that changes or goes down after the start is seen by them.
 func discoverAtStart(ctx context.Context, logger *zap.Logger, issuer string, timeout time.Duration) {
-	client := &http.Client{Timeout: timeout, CheckRedirect: keepPostsHome}
-	defer client.CloseIdleConnections()
-	ctx, cancel := context.WithTimeout(oidc.ClientContext(ctx, client), timeout)
-	defer cancel()
-	op, err := oidc.NewProvider(ctx, issuer)
+	p := newProvider(ctx, providerConfig{issuer: issuer, timeout: timeout, now: time.Now, logger: logger})
+	defer p.client.CloseIdleConnections()
+	d, err := p.discover()
 	if err != nil {
 		logger.Warn("the provider's discovery failed at start; requests that need it get a 502 until it answers",
 			zap.String("issuer", issuer), zap.String("cause", discoveryCause(issuer, err)))
 		return
 	}
-	var meta struct {
-		EndSession string `json:"end_session_endpoint"`
-		JWKSURI    string `json:"jwks_uri"`
-	}
-	_ = op.Claims(&meta)
 	logger.Info("provider discovered", zap.String("issuer", issuer),
-		zap.String("token_endpoint", op.Endpoint().TokenURL), zap.String("userinfo_endpoint", op.UserInfoEndpoint()),
-		zap.String("end_session_endpoint", meta.EndSession), zap.String("jwks_uri", meta.JWKSURI))
+		zap.String("token_endpoint", d.endpoint.TokenURL), zap.String("userinfo_endpoint", d.userinfoURL),
+		zap.String("end_session_endpoint", d.endSessionURL), zap.String("jwks_uri", d.keys.url))
 }
 
 // checkRoutingAtStart waits for the configuration that provisioned h to run, then checks that
