@@ -101,19 +101,19 @@ func (s *Sealer) Seal(purpose Purpose, plaintext []byte, expires time.Time) stri
 
 // Open reverses Seal. The returned plaintext is freshly allocated and owned by the caller.
 func (s *Sealer) Open(purpose Purpose, value string, now time.Time) ([]byte, error) {
-	var plain []byte
-	err := s.OpenFunc(purpose, value, now, func(p []byte) error {
-		plain = append([]byte(nil), p...)
-		return nil
-	})
-	return plain, err
+	return s.openCopy(purpose, value, now, true)
 }
 
 // OpenExpired opens an authentic value whatever its expiry, so that the end of what it held
 // can be recorded with whose it was. What it returns must never be accepted as valid.
 func (s *Sealer) OpenExpired(purpose Purpose, value string) ([]byte, error) {
+	return s.openCopy(purpose, value, time.Time{}, false)
+}
+
+// openCopy is open with the plaintext copied out of the pooled buffer.
+func (s *Sealer) openCopy(purpose Purpose, value string, now time.Time, checkExpiry bool) ([]byte, error) {
 	var plain []byte
-	err := s.open(purpose, value, time.Time{}, false, func(p []byte) error {
+	err := s.open(purpose, value, now, checkExpiry, func(p []byte) error {
 		plain = append([]byte(nil), p...)
 		return nil
 	})
