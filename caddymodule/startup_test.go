@@ -110,14 +110,7 @@ func TestSilentMistakesWarnAtStart(t *testing.T) {
 // send the browser, with its code and state, to /oauth2/callback — a route without the module,
 // the application's. The start says so, and no sign-in is started: the code never exists.
 func TestAPathScopedHandlerNeverSendsTheCallbackToTheApp(t *testing.T) {
-	h, log := startWithLog(t, `
-	handle /admin/* {
-		`+oidcBlock("")+`
-		reverse_proxy $UPSTREAM
-	}
-	handle {
-		reverse_proxy $UPSTREAM
-	}`, nil)
+	h, log := startWithLog(t, adminOnly(""), nil)
 	l := waitForLog(t, log, "does not reach this oidc_auth")
 	if !strings.Contains(l, `"level":"error"`) || !strings.Contains(l, "/oauth2/callback") || !strings.Contains(l, "Set redirect_uri") {
 		t.Errorf("the start log does not say what to fix:\n%s", l)
@@ -133,14 +126,7 @@ func TestAPathScopedHandlerNeverSendsTheCallbackToTheApp(t *testing.T) {
 
 // The same route with a redirect_uri it matches signs in, and the app never sees the code.
 func TestAPathScopedHandlerWithItsOwnCallbackSignsIn(t *testing.T) {
-	h, log := startWithLog(t, `
-	handle /admin/* {
-		`+oidcBlock("redirect_uri /admin/oauth2/callback")+`
-		reverse_proxy $UPSTREAM
-	}
-	handle {
-		reverse_proxy $UPSTREAM
-	}`, func(c *devidp.Config) {
+	h, log := startWithLog(t, adminOnly("redirect_uri /admin/oauth2/callback"), func(c *devidp.Config) {
 		c.Clients[0].RedirectURIs = append(c.Clients[0].RedirectURIs, "http://"+c.Clients[0].RedirectURIs[0][len("http://"):strings.Index(c.Clients[0].RedirectURIs[0][len("http://"):], "/")+len("http://")]+"/admin/oauth2/callback")
 	})
 	h.idp.SetAutoLogin("alice", "")
@@ -177,4 +163,17 @@ func TestADiscoveryFailingAtStartIsReportedWithItsCause(t *testing.T) {
 	if r := h.browse("/"); r.status != http.StatusBadGateway {
 		t.Errorf("Caddy runs and answers 502 while the provider is down: %d", r.status)
 	}
+}
+
+// adminOnly is a site whose /admin/* alone is behind oidc_auth (with extra options), the rest
+// open.
+func adminOnly(extra string) string {
+	return `
+	handle /admin/* {
+		` + oidcBlock(extra) + `
+		reverse_proxy $UPSTREAM
+	}
+	handle {
+		reverse_proxy $UPSTREAM
+	}`
 }
